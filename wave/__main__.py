@@ -1,0 +1,3 @@
+from wave.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The JSON control API: request schemas, thin handlers, routes."""

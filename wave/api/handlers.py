@@ -1,0 +1,43 @@
+"""Control API handlers: parse, call a service, render JSON."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from wave import __version__, keys
+from wave.api.schema import parse_submit
+from wave.errors import BadRequest
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+async def read_json(request: web.Request) -> object:
+    if request.content_type not in ("application/json", "", "application/octet-stream", "text/plain"):
+        raise BadRequest(f"expected a JSON body, got Content-Type {request.content_type}")
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+async def _submit(request: web.Request, *, v2: bool) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    submit = parse_submit(await read_json(request), v2=v2, max_inline=settings.max_inline_layer_size,
+                          client_ip=request.remote)
+    return json_response(await request.app[keys.CONTAINERS].submit(submit))
+
+
+async def container_token(request: web.Request) -> web.Response:
+    return await _submit(request, v2=False)
+
+
+async def container_v2(request: web.Request) -> web.Response:
+    return await _submit(request, v2=True)
+
+
+async def service_info(request: web.Request) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    return json_response({"serviceInfo": {"version": __version__, "commitId": settings.commit_id}})

@@ -1,0 +1,57 @@
+"""The application factory, used alike by ``wave serve`` and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from wave import keys
+from wave.api import routes as api_routes
+from wave.config import Settings
+from wave.containers import ContainerService
+from wave.errors import error_middleware
+from wave.proxy import routes as proxy_routes
+from wave.proxy.blobs import BlobService
+from wave.proxy.cache import ObjectCache
+from wave.proxy.manifests import ManifestService
+from wave.registry.client import RegistryClient
+from wave.store import open_store
+from wave.tokens import TokenStore
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """Open every client and store once, and close them in reverse order on shutdown."""
+    settings = app[keys.SETTINGS]
+    store = await open_store(settings)
+    timeout = aiohttp.ClientTimeout(total=None, connect=settings.upstream_connect_timeout,
+                                    sock_connect=settings.upstream_connect_timeout,
+                                    sock_read=settings.upstream_read_timeout)
+    session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
+                                    connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60))
+    try:
+        client = RegistryClient(session, settings)
+        tokens = TokenStore(store)
+        cache = ObjectCache(store)
+        manifests = ManifestService(settings, client, store, cache)
+        app[keys.STORE] = store
+        app[keys.HTTP] = session
+        app[keys.REGISTRY] = client
+        app[keys.TOKENS] = tokens
+        app[keys.MANIFESTS] = manifests
+        app[keys.BLOBS] = BlobService(client, cache, manifests)
+        app[keys.CONTAINERS] = ContainerService(settings, tokens, client)
+        yield
+    finally:
+        await session.close()
+        await store.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_request_size)
+    app[keys.SETTINGS] = settings
+    app.cleanup_ctx.append(_services)
+    proxy_routes.setup(app)
+    api_routes.setup(app)
+    return app

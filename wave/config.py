@@ -1,0 +1,287 @@
+"""Configuration, in one place.
+
+Settings are read once at start-up (defaults < TOML file < ``WAVE_*`` environment variables) into a
+frozen object that the whole application shares. Defaults work on a laptop; production sets variables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot work; the message names the setting."""
+
+
+# --- parsers: each turns the text of a variable (or a TOML value) into a typed value -------------------
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``2d``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90, 90s, 15m, 12h, 2d)")
+        seconds = float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive: {value!r}")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``1048576``, ``512k``, ``10m`` or ``1g`` (binary multiples)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", str(value).lower())
+    if not match:
+        raise ValueError(f"not a size: {value!r} (use e.g. 10m, 512k)")
+    return int(match[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match[2]]
+
+
+def parse_int(value: Any) -> int:
+    return int(value)
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def parse_list(value: Any) -> tuple[str, ...]:
+    """A comma-separated string or a TOML array."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def parse_mapping(value: Any) -> Mapping[str, str]:
+    """``key=value,key2=value2`` or a TOML table."""
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    out: dict[str, str] = {}
+    for item in parse_list(value):
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected key=value, got {item!r}")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def parse_credentials(value: Any) -> Mapping[str, tuple[str, str]]:
+    """Registry credentials: ``host=user:password,host2=user:password`` or a TOML table of
+    ``{host = {username, password}}``. Passwords may contain ``:`` but not ``,`` in the variable form."""
+    if isinstance(value, Mapping):
+        out: dict[str, tuple[str, str]] = {}
+        for host, creds in value.items():
+            if isinstance(creds, Mapping):
+                out[str(host)] = (str(creds.get("username", "")), str(creds.get("password", "")))
+            else:
+                user, _, password = str(creds).partition(":")
+                out[str(host)] = (user, password)
+        return out
+    out = {}
+    for host, creds in parse_mapping(value).items():
+        user, sep, password = creds.partition(":")
+        if not sep or not user:
+            raise ValueError(f"credentials for {host!r} must be user:password")
+        out[host] = (user, password)
+    return out
+
+
+def parse_networks(value: Any) -> tuple[str, ...]:
+    """Hosts or CIDR networks; networks are validated here so a typo fails at start-up."""
+    items = parse_list(value)
+    for item in items:
+        if "/" in item:
+            ipaddress.ip_network(item, strict=False)
+    return items
+
+
+def setting(default: Any, env: str, parse: Callable[[Any], Any] | None = None, secret: bool = False) -> Any:
+    metadata = {"env": env, "parse": parse, "secret": secret}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --- the settings themselves ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    # service
+    host: str = setting("127.0.0.1", "WAVE_HOST")
+    port: int = setting(9090, "WAVE_PORT", parse_int)
+    server_url: str = setting("", "WAVE_SERVER_URL")  # default: http://localhost:<port>
+    state_dir: Path = setting(Path("~/.local/state/wave"), "WAVE_STATE_DIR", Path)
+    log_level: str = setting("INFO", "WAVE_LOG_LEVEL")
+    commit_id: str = setting("unknown", "WAVE_COMMIT_ID")
+
+    # tokens
+    token_ttl: float = setting(12 * 3600.0, "WAVE_TOKEN_TTL", parse_duration)
+
+    # upstream registries
+    registry_credentials: Mapping[str, tuple[str, str]] = setting(
+        {}, "WAVE_REGISTRY_CREDENTIALS", parse_credentials, secret=True
+    )
+    insecure_registries: tuple[str, ...] = setting((), "WAVE_INSECURE_REGISTRIES", parse_list)
+    upstream_connect_timeout: float = setting(10.0, "WAVE_UPSTREAM_CONNECT_TIMEOUT", parse_duration)
+    upstream_read_timeout: float = setting(60.0, "WAVE_UPSTREAM_READ_TIMEOUT", parse_duration)
+    upstream_retries: int = setting(3, "WAVE_UPSTREAM_RETRIES", parse_int)
+    resolve_cache_ttl: float = setting(30.0, "WAVE_RESOLVE_CACHE_TTL", parse_duration)
+
+    # injected layers
+    max_inline_layer_size: int = setting(16 << 20, "WAVE_MAX_INLINE_LAYER_SIZE", parse_size)
+    layer_allowed_hosts: tuple[str, ...] = setting((), "WAVE_LAYER_ALLOWED_HOSTS", parse_networks)
+    max_request_size: int = setting(32 << 20, "WAVE_MAX_REQUEST_SIZE", parse_size)
+
+    # shared state and object storage
+    redis_url: str = setting("", "WAVE_REDIS_URL", secret=True)
+    storage_url: str = setting("", "WAVE_STORAGE_URL")  # default: <state_dir>/storage
+    s3_endpoint: str = setting("", "WAVE_S3_ENDPOINT")
+    s3_region: str = setting("", "WAVE_S3_REGION")
+
+    # builds
+    build_launcher: str = setting("local", "WAVE_BUILD_LAUNCHER")
+    build_repo: str = setting("", "WAVE_BUILD_REPO")
+    cache_repo: str = setting("", "WAVE_CACHE_REPO")
+    build_timeout: float = setting(15 * 60.0, "WAVE_BUILD_TIMEOUT", parse_duration)
+    build_workspace: Path = setting(Path(""), "WAVE_BUILD_WORKSPACE", Path)  # default: <state_dir>/builds
+    local_builder: str = setting("auto", "WAVE_LOCAL_BUILDER")  # auto | buildah | docker
+    docker_host: str = setting("", "WAVE_DOCKER_HOST")
+    conda_image: str = setting("mambaorg/micromamba:1.5.10-noble", "WAVE_CONDA_IMAGE")
+    conda_base_packages: str = setting("conda-forge::procps-ng", "WAVE_CONDA_BASE_PACKAGES")
+    spack_builder_image: str = setting("spack/ubuntu-jammy:v0.22.2", "WAVE_SPACK_BUILDER_IMAGE")
+    spack_runner_image: str = setting("ubuntu:22.04", "WAVE_SPACK_RUNNER_IMAGE")
+    singularity_image: str = setting("quay.io/singularity/singularity:v3.11.4-slim", "WAVE_SINGULARITY_IMAGE")
+
+    # kubernetes launcher
+    k8s_namespace: str = setting("wave-build", "WAVE_K8S_NAMESPACE")
+    k8s_service_account: str = setting("", "WAVE_K8S_SERVICE_ACCOUNT")
+    k8s_kubeconfig: str = setting("", "WAVE_K8S_KUBECONFIG")
+    k8s_buildkit_image: str = setting("moby/buildkit:v0.14.1-rootless", "WAVE_K8S_BUILDKIT_IMAGE")
+    k8s_workspace_claim: str = setting("wave-build-workspace", "WAVE_K8S_WORKSPACE_CLAIM")
+    k8s_registry_secret: str = setting("wave-registry-credentials", "WAVE_K8S_REGISTRY_SECRET")
+    k8s_node_selectors: Mapping[str, str] = setting({}, "WAVE_K8S_NODE_SELECTORS", parse_mapping)
+    k8s_cpu: str = setting("1", "WAVE_K8S_BUILD_CPU")
+    k8s_memory: str = setting("2Gi", "WAVE_K8S_BUILD_MEMORY")
+
+    # metrics
+    metrics_accounts: Mapping[str, str] = setting({}, "WAVE_METRICS_ACCOUNTS", None, secret=True)
+    fusion_hosts: tuple[str, ...] = setting(("fusionfs.seqera.io",), "WAVE_FUSION_HOSTS", parse_list)
+
+    @property
+    def public_url(self) -> str:
+        return (self.server_url or f"http://localhost:{self.port}").rstrip("/")
+
+    @property
+    def public_authority(self) -> str:
+        """``host[:port]`` of the public URL: what goes in front of ``/wt/<token>/`` in ``targetImage``."""
+        return urlsplit(self.public_url).netloc
+
+    @property
+    def storage_location(self) -> str:
+        return self.storage_url or str(self.state_dir / "storage")
+
+    @property
+    def build_dir(self) -> Path:
+        return self.build_workspace if str(self.build_workspace) not in {"", "."} else self.state_dir / "builds"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict safe to log: secrets show only whether they are set."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = ("<set>" if value else "<unset>") if f.metadata.get("secret") else value
+        return out
+
+
+def parse_accounts(value: Any) -> Mapping[str, str]:
+    """``user:<sha256 hex of password>,…``: passwords are never configured in clear text."""
+    accounts = {}
+    items = value.items() if isinstance(value, Mapping) else (i.partition(":")[::2] for i in parse_list(value))
+    for user, digest in items:
+        digest = str(digest).lower()
+        if not user or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError("each account must be user:<sha256 hex of the password>")
+        accounts[str(user)] = digest
+    return accounts
+
+
+_PARSERS_OVERRIDE: dict[str, Callable[[Any], Any]] = {"metrics_accounts": parse_accounts}
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults, then the TOML file (``WAVE_CONFIG`` or ``config_file``), then the environment, then
+    explicit overrides (the CLI's flags, tests). Raises ConfigError naming the setting at fault."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or env.get("WAVE_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                file_values = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(file_values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+    for f in fields(Settings):
+        parse = _PARSERS_OVERRIDE.get(f.name) or f.metadata["parse"] or str
+        source, raw = None, None
+        if f.metadata["env"] in env:
+            source, raw = f.metadata["env"], env[f.metadata["env"]]
+        elif f.name in file_values:
+            source, raw = f"{f.name} in {path}", file_values[f.name]
+        if source is None:
+            continue
+        try:
+            values[f.name] = parse(raw)
+        except (ValueError, TypeError) as exc:
+            shown = "<hidden>" if f.metadata.get("secret") else repr(raw)
+            detail = "" if f.metadata.get("secret") else f": {exc}"
+            raise ConfigError(f"invalid {source} = {shown}{detail}") from None
+    values.update(overrides)
+    settings = Settings(**values)
+    return _validated(settings)
+
+
+def _validated(settings: Settings) -> Settings:
+    if settings.build_launcher not in {"local", "kubernetes"}:
+        raise ConfigError(f"WAVE_BUILD_LAUNCHER must be local or kubernetes, not {settings.build_launcher!r}")
+    if settings.local_builder not in {"auto", "buildah", "docker"}:
+        raise ConfigError(f"WAVE_LOCAL_BUILDER must be auto, buildah or docker, not {settings.local_builder!r}")
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"WAVE_PORT must be a TCP port, not {settings.port}")
+    url = urlsplit(settings.public_url)
+    if url.scheme not in {"http", "https"} or not url.netloc:
+        raise ConfigError(f"WAVE_SERVER_URL must be an http(s) URL, not {settings.server_url!r}")
+    if settings.redis_url and urlsplit(settings.redis_url).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError("WAVE_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if settings.storage_url.startswith("s3://") and not urlsplit(settings.storage_url).netloc:
+        raise ConfigError("WAVE_STORAGE_URL must name a bucket: s3://bucket[/prefix]")
+    return replace(settings, state_dir=settings.state_dir.expanduser())
+

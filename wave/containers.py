@@ -1,0 +1,144 @@
+"""Container requests: check what was asked for, start a build if one is needed, issue the token.
+
+The API handlers call this service; it owns the rules of the contract (what a response holds, when a token
+is issued, what is checked upstream before one is).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from wave.api.locations import check_layer_location
+from wave.api.schema import SubmitRequest
+from wave.config import Settings
+from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError
+from wave.oci import augment
+from wave.oci.layers import InvalidLayer, verify_inline_layer
+from wave.oci.mediatypes import is_index
+from wave.oci.platform import parse_platform
+from wave.oci.reference import ImageRef, parse_reference
+from wave.registry.client import RegistryClient
+from wave.tokens import ContainerRequest, TokenStore, iso_time, new_token
+
+log = logging.getLogger("wave.containers")
+
+
+class ContainerService:
+    def __init__(self, settings: Settings, tokens: TokenStore, client: RegistryClient,
+                 builds: Any = None, events: Any = None) -> None:
+        self._settings = settings
+        self._tokens = tokens
+        self._client = client
+        self._builds = builds
+        self._events = events
+        self._checked: dict[tuple[str, str], float] = {}  # recently checked sources -> until when
+
+    async def submit(self, request: SubmitRequest) -> dict[str, Any]:
+        """Answer a container request with the contract's response fields."""
+        await self._check_layers(request)
+        build_id, cached = None, None
+        if request.is_build:
+            if self._builds is None:
+                raise BadRequest("container builds are not available on this wave service")
+            ticket = await self._builds.submit(request)
+            build_id, cached = ticket.build_id, ticket.cached
+            image_text = ticket.target_image
+            if request.freeze:
+                response = {"targetImage": ticket.target_image, "buildId": build_id, "cached": cached,
+                            "freeze": True}
+                await self._record(request, None, build_id)
+                return response
+        else:
+            assert request.container_image is not None
+            image_text = request.container_image
+            if request.freeze:
+                if self._builds is None:
+                    raise BadRequest("freeze needs container builds, which are not available on this service")
+                ticket = await self._builds.submit(request)
+                await self._record(request, None, ticket.build_id)
+                return {"targetImage": ticket.target_image, "buildId": ticket.build_id,
+                        "cached": ticket.cached, "freeze": True}
+            await self._check_source(parse_reference(image_text), request)
+        image = parse_reference(image_text)
+        now = time.time()
+        container = ContainerRequest(
+            token=new_token(),
+            image=image,
+            config=request.container_config,
+            platform=parse_platform(request.platform),
+            created=now,
+            expires=now + self._settings.token_ttl,
+            build_id=build_id,
+            user_email=request.user_email,
+            client_ip=request.client_ip,
+            fusion=self._uses_fusion(request),
+            source_image=request.container_image,
+        )
+        if not request.dry_run:
+            await self._tokens.save(container)
+            await self._record(request, container, build_id)
+        reference = f"@{image.digest}" if image.digest else f":{image.tag}"
+        response: dict[str, Any] = {
+            "containerToken": container.token,
+            "targetImage": f"{self._settings.public_authority}/wt/{container.token}/{image.repository}{reference}",
+            "expiration": iso_time(container.expires),
+            "containerImage": str(image),
+            "buildId": build_id,
+            "cached": cached if cached is not None else (False if build_id else None),
+            "freeze": False,
+        }
+        return {k: v for k, v in response.items() if v is not None}
+
+    async def _record(self, request: SubmitRequest, container: ContainerRequest | None,
+                      build_id: str | None) -> None:
+        if self._events is not None:
+            await self._events.container_requested(request, container, build_id)
+
+    def _uses_fusion(self, request: SubmitRequest) -> bool:
+        hosts = set(self._settings.fusion_hosts)
+        return any(urlsplit(layer.location).hostname in hosts
+                   for layer in request.container_config.layers if not layer.is_inline)
+
+    async def _check_layers(self, request: SubmitRequest) -> None:
+        for i, layer in enumerate(request.container_config.layers):
+            where = f"containerConfig.layers[{i}]"
+            if layer.is_inline:
+                try:
+                    verify_inline_layer(layer, self._settings.max_inline_layer_size)
+                except InvalidLayer as exc:
+                    raise BadRequest(f"{where}: {exc}") from None
+            else:
+                await check_layer_location(layer.location, self._settings.layer_allowed_hosts,
+                                           f"{where}.location")
+
+    async def _check_source(self, ref: ImageRef, request: SubmitRequest) -> None:
+        """The image exists upstream with wave's credentials, and has the platform an augmentation needs."""
+        key = (str(ref), request.platform if not request.container_config.is_empty else "")
+        if self._checked.get(key, 0.0) > time.monotonic():
+            return
+        try:
+            head = await self._client.head_manifest(ref)
+            if is_index(head.media_type) and not request.container_config.is_empty:
+                index = await self._client.get_manifest(ref.with_reference(head.digest))
+                augment.select_platform(index.data, parse_platform(request.platform))
+        except (ManifestUnknown, NameUnknown):
+            raise BadRequest(f"containerImage {ref} does not exist in registry {ref.registry}") from None
+        except Denied as exc:
+            raise BadRequest(f"containerImage {ref}: {exc.message}") from None
+        except augment.NoMatchingPlatform as exc:
+            raise BadRequest(f"containerImage {ref}: {exc}") from None
+        except augment.InvalidManifest as exc:
+            raise BadRequest(f"containerImage {ref}: {exc}") from None
+        except RegistryError as exc:
+            if exc.status < 500 and exc.status != 429:
+                raise BadRequest(f"containerImage {ref}: {exc.message}") from None
+            raise
+        self._checked[key] = time.monotonic() + self._settings.resolve_cache_ttl
+        if len(self._checked) > 4096:
+            self._checked.pop(next(iter(self._checked)))
+
+    async def lookup(self, token: str) -> ContainerRequest | None:
+        return await self._tokens.get(token)

@@ -1,0 +1,29 @@
+"""Every shared resource of the application, as a typed key."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from wave.config import Settings
+
+if TYPE_CHECKING:
+    from wave.containers import ContainerService
+    from wave.proxy.blobs import BlobService
+    from wave.proxy.manifests import ManifestService
+    from wave.registry.client import RegistryClient
+    from wave.store import KeyValueStore
+    from wave.tokens import TokenStore
+
+SETTINGS = web.AppKey("settings", Settings)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+STORE: web.AppKey[KeyValueStore] = web.AppKey("store")
+REGISTRY: web.AppKey[RegistryClient] = web.AppKey("registry")
+TOKENS: web.AppKey[TokenStore] = web.AppKey("tokens")
+MANIFESTS: web.AppKey[ManifestService] = web.AppKey("manifests")
+BLOBS: web.AppKey[BlobService] = web.AppKey("blobs")
+CONTAINERS: web.AppKey[ContainerService] = web.AppKey("containers")
+BUILDS: web.AppKey[Any] = web.AppKey("builds")
+STORAGE: web.AppKey[Any] = web.AppKey("storage")

@@ -1,0 +1,1 @@
+"""The ``/v2/`` registry surface: routes, thin handlers, and the manifest and blob services."""

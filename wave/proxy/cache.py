@@ -1,0 +1,49 @@
+"""Objects wave serves, by digest: the shared store, fronted by a small in-process LRU.
+
+Objects are content-addressed and so immutable: a copy in process memory can never be stale, which makes
+the warm path of a manifest request a dictionary look-up.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from wave.store import KeyValueStore
+
+
+@dataclass(frozen=True)
+class CachedObject:
+    media_type: str
+    data: bytes
+    digest: str
+
+
+class ObjectCache:
+    def __init__(self, store: KeyValueStore, memory_items: int = 2048) -> None:
+        self._store = store
+        self._memory: OrderedDict[str, CachedObject] = OrderedDict()
+        self._memory_items = memory_items
+
+    async def get(self, digest: str) -> CachedObject | None:
+        hit = self._memory.get(digest)
+        if hit is not None:
+            self._memory.move_to_end(digest)
+            return hit
+        data = await self._store.get(f"object/{digest}")
+        if data is None:
+            return None
+        media_type, _, body = data.partition(b"\n")
+        obj = CachedObject(media_type.decode(), body, digest)
+        self._remember(obj)
+        return obj
+
+    async def put(self, obj: CachedObject, ttl: float) -> None:
+        await self._store.put(f"object/{obj.digest}", obj.media_type.encode() + b"\n" + obj.data, ttl=ttl)
+        self._remember(obj)
+
+    def _remember(self, obj: CachedObject) -> None:
+        self._memory[obj.digest] = obj
+        self._memory.move_to_end(obj.digest)
+        while len(self._memory) > self._memory_items:
+            self._memory.popitem(last=False)

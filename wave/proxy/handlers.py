@@ -1,0 +1,90 @@
+"""``/v2/`` handlers: parse, call a service, render. Every response carries the distribution headers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from wave import keys
+from wave.errors import DigestInvalid, NameUnknown
+from wave.oci.digest import is_digest
+from wave.oci.mediatypes import parse_accept
+from wave.oci.reference import TAG_RE
+from wave.proxy.blobs import LocalBlob, RedirectBlob
+from wave.tokens import ContainerRequest
+
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+STREAM_CHUNK = 1 << 18
+_PASSED_BLOB_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "Docker-Content-Digest", "ETag",
+                        "Content-Type")
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(status=200, content_type="application/json", body=b"{}", headers=API_VERSION)
+
+
+async def _container(request: web.Request) -> ContainerRequest:
+    """The token's request, if the token is live and the path names its repository."""
+    token, name = request.match_info["token"], request.match_info["name"]
+    container = await request.app[keys.TOKENS].get(token)
+    if container is None:
+        raise NameUnknown("unknown or expired wave token", detail={"name": f"wt/{token[:8]}…/{name}"})
+    if name != container.image.repository:
+        raise NameUnknown(f"repository {name} is not served by this token")
+    return container
+
+
+async def manifest(request: web.Request) -> web.Response:
+    container = await _container(request)
+    reference = request.match_info["reference"]
+    manifests = request.app[keys.MANIFESTS]
+    if is_digest(reference):
+        obj = await manifests.by_digest(container, reference)
+    elif TAG_RE.match(reference):
+        obj = await manifests.by_tag(container, reference, parse_accept(request.headers.getall("Accept", [])))
+    else:
+        raise DigestInvalid(f"invalid manifest reference {reference!r}")
+    headers = {**API_VERSION, "Docker-Content-Digest": obj.digest, "Content-Type": obj.media_type,
+               "ETag": f'"{obj.digest}"'}
+    return web.Response(body=obj.data, headers=headers)  # aiohttp sends no body for HEAD
+
+
+async def blob(request: web.Request) -> web.StreamResponse:
+    container = await _container(request)
+    digest = request.match_info["digest"]
+    if not is_digest(digest):
+        raise DigestInvalid(f"invalid blob digest {digest!r}")
+    source = await request.app[keys.BLOBS].open(container, digest, request.headers.get("Range"), request.method)
+    if isinstance(source, RedirectBlob):
+        raise web.HTTPTemporaryRedirect(source.location, headers=API_VERSION)
+    if isinstance(source, LocalBlob):
+        headers = {**API_VERSION, "Docker-Content-Digest": source.digest, "Content-Type": source.media_type}
+        return web.Response(body=source.data, headers=headers)
+    upstream = source.response
+    try:
+        response = web.StreamResponse(status=upstream.status, headers=API_VERSION)
+        for name in _PASSED_BLOB_HEADERS:
+            if name in upstream.headers:
+                response.headers[name] = upstream.headers[name]
+        response.headers.setdefault("Docker-Content-Digest", digest)
+        if request.method == "HEAD":
+            response.content_length = upstream.content_length
+            await response.prepare(request)
+            return response
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        upstream.release()
+
+
+async def tags(request: web.Request) -> web.Response:
+    container = await _container(request)
+    query = {k: v for k, v in request.query.items() if k in ("n", "last")}
+    body, link = await request.app[keys.REGISTRY].get_tags(container.image, query)
+    headers = {**API_VERSION}
+    if link:
+        headers["Link"] = link.replace(f"/v2/{container.image.repository}/",
+                                       f"/v2/wt/{container.token}/{container.image.repository}/")
+    return web.Response(body=body, content_type="application/json", headers=headers)

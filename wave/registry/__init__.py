@@ -1,0 +1,1 @@
+"""Talking to upstream registries: auth challenges, a token cache and a retrying client."""

@@ -1,0 +1,282 @@
+"""An upstream registry client: auth challenges, retries, timeouts, and errors with a meaning.
+
+Every request is authorised for one repository, so Bearer tokens carry the right scope. Redirects are never
+followed with credentials: manifests follow them without ``Authorization``, blobs hand them to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import aiohttp
+import orjson
+
+from wave.config import Settings
+from wave.errors import (
+    BlobUnknown,
+    Denied,
+    DigestInvalid,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+    RegistryError,
+    TooManyRequests,
+    UpstreamUnavailable,
+)
+from wave.oci.digest import sha256_digest
+from wave.oci.mediatypes import ALL_MANIFEST_ACCEPT, manifest_type_of
+from wave.oci.reference import ImageRef
+from wave.registry.auth import Challenge, TokenCache, basic_header, credentials_id, parse_challenge
+
+log = logging.getLogger("wave.registry")
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_MANIFEST_SIZE = 4 << 20
+MAX_REDIRECTS = 3
+
+
+@dataclass(frozen=True)
+class Manifest:
+    data: bytes
+    media_type: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    digest: str
+    media_type: str
+    size: int
+
+
+def is_loopback_host(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class RegistryClient:
+    """One per process; shares the HTTP session, the challenge memory and the Bearer token cache."""
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        self._session = session
+        self._settings = settings
+        self._challenges: dict[str, Challenge] = {}
+        self._tokens = TokenCache()
+        self._insecure = set(settings.insecure_registries)
+
+    # --- public API ---------------------------------------------------------------------------------
+
+    async def get_manifest(self, ref: ImageRef, accept: Sequence[str] = ALL_MANIFEST_ACCEPT) -> Manifest:
+        """The manifest bytes exactly as upstream has them; a digest reference is verified."""
+        response = await self._request("GET", ref, f"manifests/{ref.reference}", {"Accept": ", ".join(accept)},
+                                       follow=True)
+        async with response:
+            self._raise_for_status(response, ref, "manifest")
+            if (response.content_length or 0) > MAX_MANIFEST_SIZE:
+                raise ManifestInvalid(f"manifest of {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
+            data = await response.read()
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ManifestInvalid(f"upstream sent a manifest for {ref} that is not JSON") from None
+        if not isinstance(document, dict):
+            raise ManifestInvalid(f"upstream sent a manifest for {ref} that is not a JSON object")
+        digest = sha256_digest(data)
+        if ref.digest and ref.digest.startswith("sha256:") and digest != ref.digest:
+            raise DigestInvalid(f"upstream sent a manifest for {ref} whose digest is {digest}")
+        return Manifest(data, manifest_type_of(document, response.headers.get("Content-Type")), digest)
+
+    async def head_manifest(self, ref: ImageRef, accept: Sequence[str] = ALL_MANIFEST_ACCEPT) -> ManifestHead:
+        response = await self._request("HEAD", ref, f"manifests/{ref.reference}", {"Accept": ", ".join(accept)},
+                                       follow=True)
+        async with response:
+            self._raise_for_status(response, ref, "manifest")
+            digest = response.headers.get("Docker-Content-Digest")
+            media_type = response.headers.get("Content-Type", "").split(";")[0]
+            size = response.content_length or 0
+        if not digest:  # some registries omit it on HEAD: fall back to hashing the body
+            manifest = await self.get_manifest(ref, accept)
+            return ManifestHead(manifest.digest, manifest.media_type, len(manifest.data))
+        return ManifestHead(digest, media_type, size)
+
+    async def exists(self, ref: ImageRef) -> bool:
+        try:
+            await self.head_manifest(ref)
+        except (ManifestUnknown, NameUnknown):
+            return False
+        return True
+
+    async def get_blob(self, ref: ImageRef, digest: str, max_size: int) -> bytes:
+        """A small blob (an image config) read whole and verified against its digest."""
+        response = await self._request("GET", ref, f"blobs/{digest}", {}, follow=True)
+        async with response:
+            self._raise_for_status(response, ref, "blob", digest)
+            if (response.content_length or 0) > max_size:
+                raise ManifestInvalid(f"config blob {digest} of {ref} is larger than {max_size} bytes")
+            data = await response.content.read(max_size + 1)
+        if len(data) > max_size:
+            raise ManifestInvalid(f"config blob {digest} of {ref} is larger than {max_size} bytes")
+        if digest.startswith("sha256:") and sha256_digest(data) != digest:
+            raise DigestInvalid(f"upstream sent blob {digest} of {ref} with another digest")
+        return data
+
+    async def open_blob(self, ref: ImageRef, digest: str, range_header: str | None,
+                        method: str = "GET") -> aiohttp.ClientResponse:
+        """An unread upstream blob response (200, 206 or a redirect); the caller streams and releases it."""
+        headers = {"Range": range_header} if range_header else {}
+        response = await self._request(method, ref, f"blobs/{digest}", headers, follow=False)
+        if response.status in (301, 302, 303, 307, 308) or response.status in (200, 206, 416):
+            return response
+        async with response:
+            self._raise_for_status(response, ref, "blob", digest)
+        raise UpstreamUnavailable(f"unexpected status {response.status} for blob {digest} of {ref}")
+
+    async def get_tags(self, ref: ImageRef, query: dict[str, str]) -> tuple[bytes, str | None]:
+        path = "tags/list" + (f"?{urlencode(query)}" if query else "")
+        response = await self._request("GET", ref, path, {}, follow=True)
+        async with response:
+            self._raise_for_status(response, ref, "tags")
+            return await response.read(), response.headers.get("Link")
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    def _base_url(self, ref: ImageRef) -> str:
+        host = ref.endpoint
+        plain = is_loopback_host(host) or host in self._insecure or ref.registry in self._insecure
+        return f"{'http' if plain else 'https'}://{host}"
+
+    def _credentials(self, ref: ImageRef) -> tuple[str, str] | None:
+        creds = self._settings.registry_credentials
+        return creds.get(ref.registry) or creds.get(ref.endpoint)
+
+    async def _request(self, method: str, ref: ImageRef, path: str, headers: dict[str, str], *,
+                       follow: bool) -> aiohttp.ClientResponse:
+        """Send with auth; on 401 learn the challenge and retry once with fresh credentials."""
+        url = f"{self._base_url(ref)}/v2/{ref.repository}/{path}"
+        creds = self._credentials(ref)
+        fresh = False
+        for _ in range(2):
+            auth = await self._authorization(ref, creds, fresh)
+            sent = {**headers, **({"Authorization": auth} if auth else {})}
+            response = await self._send(method, url, sent, ref)
+            if response.status != 401:
+                break
+            challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+            if challenge is None or (fresh and auth):
+                break
+            response.release()
+            self._challenges[ref.endpoint] = challenge
+            self._tokens.drop(ref.endpoint, ref.repository, credentials_id(creds))
+            fresh = True
+        hops = 0
+        while follow and response.status in (301, 302, 303, 307, 308) and hops < MAX_REDIRECTS:
+            location = urljoin(url, response.headers.get("Location", ""))
+            response.release()
+            same_host = urlsplit(location).netloc == urlsplit(url).netloc
+            redirected = {k: v for k, v in sent.items() if same_host or k != "Authorization"}
+            response = await self._send(method, location, redirected, ref)
+            url, hops = location, hops + 1
+        return response
+
+    async def _send(self, method: str, url: str, headers: dict[str, str], ref: ImageRef) -> aiohttp.ClientResponse:
+        """One request with retries on connection errors, 429 and 5xx (all wave's requests are idempotent)."""
+        attempts = max(1, self._settings.upstream_retries)
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = await self._session.request(method, url, headers=headers, allow_redirects=False)
+            except TimeoutError:
+                if last:
+                    log.warning("upstream %s timed out: %s %s", ref.registry, method, _path_of(url))
+                    raise UpstreamUnavailable(f"registry {ref.registry} did not answer in time", status=504) from None
+            except aiohttp.ClientError as exc:
+                if last:
+                    log.warning("upstream %s unreachable: %s", ref.registry, type(exc).__name__)
+                    raise UpstreamUnavailable(f"registry {ref.registry} is unreachable") from None
+            else:
+                if response.status not in RETRY_STATUSES or last:
+                    return response
+                retry_after = response.headers.get("Retry-After", "")
+                response.release()
+                if retry_after.isdigit() and int(retry_after) > 5:
+                    raise TooManyRequests(f"registry {ref.registry} asks to retry after {retry_after}s")
+            await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _authorization(self, ref: ImageRef, creds: tuple[str, str] | None, fresh: bool) -> str | None:
+        challenge = self._challenges.get(ref.endpoint)
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            return basic_header(*creds) if creds else None
+        if challenge.scheme != "bearer" or not challenge.realm:
+            return None
+        key = credentials_id(creds)
+        token = None if fresh else self._tokens.get(ref.endpoint, ref.repository, key)
+        if token is None:
+            token, expires_in = await self._fetch_token(challenge, ref, creds)
+            self._tokens.put(ref.endpoint, ref.repository, key, token, expires_in)
+        return f"Bearer {token}"
+
+    async def _fetch_token(self, challenge: Challenge, ref: ImageRef,
+                           creds: tuple[str, str] | None) -> tuple[str, float]:
+        query = {"scope": f"repository:{ref.repository}:pull"}
+        if "service" in challenge.params:
+            query["service"] = challenge.params["service"]
+        realm = challenge.realm or ""
+        url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
+        headers = {"Authorization": basic_header(*creds)} if creds else {}
+        response = await self._send("GET", url, headers, ref)
+        async with response:
+            if response.status in (401, 403):
+                who = "the configured credentials" if creds else "anonymous access"
+                raise Denied(f"the token service of registry {ref.registry} refused {who} to {ref.repository}")
+            if response.status != 200:
+                raise UpstreamUnavailable(
+                    f"the token service of registry {ref.registry} answered {response.status}"
+                )
+            try:
+                body: dict[str, Any] = orjson.loads(await response.read())
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailable(f"the token service of registry {ref.registry} sent no JSON") from None
+        token = body.get("token") or body.get("access_token")
+        if not isinstance(token, str):
+            raise UpstreamUnavailable(f"the token service of registry {ref.registry} sent no token")
+        return token, float(body.get("expires_in") or 60)
+
+    def _raise_for_status(self, response: aiohttp.ClientResponse, ref: ImageRef, what: str,
+                          digest: str | None = None) -> None:
+        status = response.status
+        if status < 300:
+            return
+        subject = f"{what} {digest} of {ref.registry}/{ref.repository}" if digest else f"{what} of {ref}"
+        error: RegistryError
+        if status == 404:
+            error = (BlobUnknown if what == "blob" else ManifestUnknown)(f"{subject} not found upstream")
+        elif status in (401, 403):
+            who = "with the configured credentials" if self._credentials(ref) else "anonymously"
+            error = Denied(f"registry {ref.registry} denied access to {ref.repository} {who}")
+        elif status == 429:
+            error = TooManyRequests(f"registry {ref.registry} is rate limiting wave")
+        elif status >= 500:
+            log.warning("upstream %s answered %s for %s", ref.registry, status, subject)
+            error = UpstreamUnavailable(f"registry {ref.registry} answered {status} for {subject}")
+        else:
+            error = UpstreamUnavailable(f"registry {ref.registry} answered {status} for {subject}")
+        raise error
+
+
+def _path_of(url: str) -> str:
+    return urlsplit(url).path

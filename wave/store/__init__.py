@@ -1,0 +1,9 @@
+"""Shared state: a small key-value protocol with two backends (embedded SQLite, Redis).
+
+The typed stores (tokens, object cache, builds, metrics) are written once on top of :class:`KeyValueStore`,
+so a behaviour cannot differ between backends.
+"""
+
+from wave.store.base import KeyValueStore, open_store
+
+__all__ = ["KeyValueStore", "open_store"]

@@ -1,0 +1,137 @@
+"""The embedded backend: SQLite under the state directory, so one process needs no other service and
+keeps its state across a restart. Calls run on one dedicated thread, never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL);
+CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counters (key TEXT NOT NULL, field TEXT NOT NULL, value INTEGER NOT NULL,
+                                     PRIMARY KEY (key, field));
+"""
+_PURGE_EVERY = 1000  # writes between sweeps of expired rows
+
+
+class EmbeddedStore:
+    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._db = connection
+        self._executor = executor
+        self._writes = 0
+
+    @classmethod
+    async def open(cls, path: Path) -> EmbeddedStore:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wave-sqlite")
+
+        def connect() -> sqlite3.Connection:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?", (time.time(),))
+            return db
+
+        loop = asyncio.get_running_loop()
+        return cls(await loop.run_in_executor(executor, connect), executor)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    @staticmethod
+    def _expiry(ttl: float | None) -> float | None:
+        return time.time() + ttl if ttl is not None else None
+
+    def _after_write(self) -> None:
+        self._writes += 1
+        if self._writes % _PURGE_EVERY == 0:
+            self._db.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?", (time.time(),))
+
+    async def get(self, key: str) -> bytes | None:
+        def read() -> bytes | None:
+            row = self._db.execute(
+                "SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)", (key, time.time())
+            ).fetchone()
+            return bytes(row[0]) if row else None
+
+        return await self._run(read)
+
+    async def put(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        def write() -> None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)", (key, value, self._expiry(ttl))
+            )
+            self._after_write()
+
+        await self._run(write)
+
+    async def put_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        def write() -> bool:
+            now = time.time()
+            cursor = self._db.execute(
+                "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+                "SET value = excluded.value, expires = excluded.expires "
+                "WHERE kv.expires IS NOT NULL AND kv.expires <= ?",
+                (key, value, self._expiry(ttl), now),
+            )
+            self._after_write()
+            return cursor.rowcount == 1
+
+        return await self._run(write)
+
+    async def delete(self, key: str) -> None:
+        await self._run(lambda: self._db.execute("DELETE FROM kv WHERE key = ?", (key,)) and None)
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        def write() -> int:
+            now = time.time()
+            with self._db:  # one transaction: read-modify-write must not interleave
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute(
+                    "SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)", (key, now)
+                ).fetchone()
+                if row is None:
+                    value, expires = amount, self._expiry(ttl)
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                        (key, str(value).encode(), expires),
+                    )
+                else:
+                    value = int(bytes(row[0])) + amount
+                    self._db.execute("UPDATE kv SET value = ? WHERE key = ?", (str(value).encode(), key))
+            return value
+
+        return await self._run(write)
+
+    async def hincr(self, key: str, field: str, amount: int = 1) -> None:
+        await self._run(
+            lambda: self._db.execute(
+                "INSERT INTO counters (key, field, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (key, field) DO UPDATE SET value = value + excluded.value",
+                (key, field, amount),
+            )
+            and None
+        )
+
+    async def hgetall(self, key: str) -> dict[str, int]:
+        def read() -> dict[str, int]:
+            rows = self._db.execute("SELECT field, value FROM counters WHERE key = ?", (key,)).fetchall()
+            return {field: int(value) for field, value in rows}
+
+        return await self._run(read)
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._db.execute("SELECT 1").fetchone() and None)
+
+    async def close(self) -> None:
+        await self._run(self._db.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,89 @@
+"""The shared backend for several replicas: Redis, with namespaced and versioned keys.
+
+Every operation is a single atomic Redis command (or a MULTI for incr + expiry), so two replicas racing for
+the same build or counter always agree. A lost connection becomes :class:`Unavailable` (503) at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from wave.errors import Unavailable
+
+log = logging.getLogger("wave.store")
+T = TypeVar("T")
+PREFIX = "wave:v1:"
+
+
+def _ms(ttl: float | None) -> int | None:
+    return max(1, int(ttl * 1000)) if ttl is not None else None
+
+
+class RedisStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+
+    @classmethod
+    async def connect(cls, url: str) -> RedisStore:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
+                                         health_check_interval=15)
+        store = cls(client)
+        try:
+            await store.ping()
+        except Unavailable:
+            await client.aclose()
+            raise
+        return store
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await fn()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("redis unavailable: %s", type(exc).__name__)
+            raise Unavailable("the state store (redis) is unavailable; retry shortly") from None
+        except RedisError as exc:
+            log.error("redis error: %s", exc)
+            raise Unavailable("the state store (redis) failed; retry shortly") from None
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._call(lambda: self._redis.get(PREFIX + key))
+
+    async def put(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await self._call(lambda: self._redis.set(PREFIX + key, value, px=_ms(ttl)))
+
+    async def put_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        return bool(await self._call(lambda: self._redis.set(PREFIX + key, value, px=_ms(ttl), nx=True)))
+
+    async def delete(self, key: str) -> None:
+        await self._call(lambda: self._redis.delete(PREFIX + key))
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        async def run() -> int:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(PREFIX + key, amount)
+                if ttl is not None:
+                    pipe.expire(PREFIX + key, max(1, int(ttl)), nx=True)
+                results = await pipe.execute()
+            return int(results[0])
+
+        return await self._call(run)
+
+    async def hincr(self, key: str, field: str, amount: int = 1) -> None:
+        await self._call(lambda: self._redis.hincrby(PREFIX + key, field, amount))
+
+    async def hgetall(self, key: str) -> dict[str, int]:
+        raw = await self._call(lambda: self._redis.hgetall(PREFIX + key))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    async def ping(self) -> None:
+        await self._call(lambda: self._redis.ping())
+
+    async def close(self) -> None:
+        await self._redis.aclose()

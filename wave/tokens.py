@@ -1,0 +1,106 @@
+"""Container tokens: issue, look up, revoke.
+
+A token names one stored container request for its lifetime. Tokens are 128 random bits in lowercase hex
+(container clients reject uppercase repository names) and expire with the record in the store.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from wave.oci.models import ContainerConfig, Layer
+from wave.oci.platform import Platform, parse_platform
+from wave.oci.reference import ImageRef, parse_reference
+from wave.store import KeyValueStore
+
+TOKEN_BYTES = 16
+
+
+@dataclass(frozen=True)
+class ContainerRequest:
+    """What a token serves: the image to pull upstream and what to inject into it."""
+
+    token: str
+    image: ImageRef
+    config: ContainerConfig
+    platform: Platform
+    created: float
+    expires: float
+    build_id: str | None = None
+    freeze: bool = False
+    user_email: str | None = None
+    client_ip: str | None = None
+    fusion: bool = False
+    source_image: str | None = None  # as the client wrote it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def augments(self) -> bool:
+        return not self.config.is_empty
+
+    @property
+    def expiration(self) -> str:
+        return iso_time(self.expires)
+
+    def to_json(self) -> bytes:
+        record = asdict(self)
+        record["image"] = str(self.image)
+        record["platform"] = str(self.platform)
+        return orjson.dumps(record)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ContainerRequest:
+        record = orjson.loads(data)
+        config = record["config"]
+        record["config"] = ContainerConfig(
+            entrypoint=tuple(config["entrypoint"]) if config["entrypoint"] is not None else None,
+            cmd=tuple(config["cmd"]) if config["cmd"] is not None else None,
+            env=tuple(config["env"]),
+            working_dir=config["working_dir"],
+            layers=tuple(Layer(**layer) for layer in config["layers"]),
+        )
+        record["image"] = parse_reference(record["image"])
+        record["platform"] = parse_platform(record["platform"])
+        return cls(**record)
+
+
+def iso_time(epoch: float) -> str:
+    """ISO-8601 in UTC with microseconds, as the contract shows: ``2024-04-09T21:19:01.715321Z``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_token() -> str:
+    return secrets.token_hex(TOKEN_BYTES)
+
+
+class TokenStore:
+    def __init__(self, store: KeyValueStore) -> None:
+        self._store = store
+
+    @staticmethod
+    def _key(token: str) -> str:
+        return f"token/{token}"
+
+    async def save(self, request: ContainerRequest) -> None:
+        ttl = request.expires - time.time()
+        await self._store.put(self._key(request.token), request.to_json(), ttl=ttl)
+
+    async def get(self, token: str) -> ContainerRequest | None:
+        if not token or len(token) > 64:
+            return None
+        data = await self._store.get(self._key(token))
+        if data is None:
+            return None
+        request = ContainerRequest.from_json(data)
+        return request if request.expires > time.time() else None
+
+    async def revoke(self, token: str) -> bool:
+        existed = await self.get(token) is not None
+        await self._store.delete(self._key(token))
+        return existed
