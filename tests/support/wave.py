@@ -1,0 +1,93 @@
+"""A real wave server on a loopback port, run on its own thread and event loop.
+
+Tests drive it like users do, with real clients (skopeo, podman, ctr) that are blocking subprocesses: the
+server must keep serving while a test waits for one, so it cannot share the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+
+from tests.support.registry import HttpResponse, free_port, http_request
+from wave.app import create_app
+from wave.config import Settings, load_settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class WaveServer:
+    settings: Settings
+    app: web.Application = field(init=False)
+    _loop: asyncio.AbstractEventLoop = field(init=False)
+    _thread: threading.Thread = field(init=False)
+    _runner: web.AppRunner | None = field(init=False, default=None)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.settings.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def start(self) -> WaveServer:
+        self.app = create_app(self.settings)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="wave-server", daemon=True)
+        self._thread.start()
+        self.call(self._start())
+        return self
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.settings.port).start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        """Run a coroutine on the server's loop (to reach its services) and wait for the result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        if self._runner is not None:
+            self.call(self._runner.cleanup())
+            self._runner = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    # --- what a user does ---------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+                timeout: float = 60) -> HttpResponse:
+        data = orjson.dumps(body) if body is not None and not isinstance(body, bytes) else body
+        hdrs = {"Content-Type": "application/json", **(headers or {})} if data is not None else headers
+        return http_request(method, self.url + path, hdrs, body=data, timeout=timeout)
+
+    def submit(self, body: dict[str, Any], path: str = "/v1alpha2/container") -> dict[str, Any]:
+        """POST a container request and return the JSON answer; fails the test on an error status."""
+        response = self.request("POST", path, body)
+        assert response.status == 200, f"{response.status}: {response.body.decode(errors='replace')}"
+        answer = response.json()
+        assert isinstance(answer, dict)
+        return answer
+
+
+def start_wave(state_dir: Any, configure: Callable[[dict[str, Any]], None] | None = None,
+               **overrides: Any) -> WaveServer:
+    """A wave on a free port, configured like a fresh install plus ``overrides`` (Settings fields)."""
+    port = free_port()
+    values: dict[str, Any] = {"state_dir": state_dir, "port": port, "server_url": f"http://127.0.0.1:{port}"}
+    values.update(overrides)
+    if configure:
+        configure(values)
+    return WaveServer(load_settings(environ={}, **values)).start()
