@@ -27,3 +27,4 @@ BLOBS: web.AppKey[BlobService] = web.AppKey("blobs")
 CONTAINERS: web.AppKey[ContainerService] = web.AppKey("containers")
 BUILDS: web.AppKey[Any] = web.AppKey("builds")
 STORAGE: web.AppKey[Any] = web.AppKey("storage")
+EVENTS: web.AppKey[Any] = web.AppKey("events")  # usage metrics: pulls, requests, builds

@@ -30,6 +30,8 @@ def setup_logging(level: str) -> None:
 
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        if request.method == "UNKNOWN":  # a client probing TLS on a plain-http port first (skopeo does)
+            return
         self.logger.info(
             "%s %s %s %d %.1fms",
             request.remote,

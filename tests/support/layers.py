@@ -56,7 +56,7 @@ def serve_files(files: dict[str, bytes]) -> Iterator[str]:
     """A plain http server on loopback serving ``files`` by path; yields its base URL."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             body = files.get(self.path)
             self.send_response(200 if body is not None else 404)
             self.send_header("Content-Length", str(len(body or b"")))

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from aiohttp import web
 
 from wave import keys
 from wave.errors import DigestInvalid, NameUnknown
 from wave.oci.digest import is_digest
-from wave.oci.mediatypes import parse_accept
+from wave.oci.mediatypes import IMAGE_MANIFEST_TYPES, parse_accept
 from wave.oci.reference import TAG_RE
 from wave.proxy.blobs import LocalBlob, RedirectBlob
 from wave.tokens import ContainerRequest
 
+log = logging.getLogger("wave.proxy")
+_background: set[asyncio.Task[None]] = set()
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 STREAM_CHUNK = 1 << 18
 _PASSED_BLOB_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "Docker-Content-Digest", "ETag",
@@ -43,9 +48,26 @@ async def manifest(request: web.Request) -> web.Response:
         obj = await manifests.by_tag(container, reference, parse_accept(request.headers.getall("Accept", [])))
     else:
         raise DigestInvalid(f"invalid manifest reference {reference!r}")
+    if request.method == "GET" and obj.media_type in IMAGE_MANIFEST_TYPES:
+        _record_pull(request, container)
     headers = {**API_VERSION, "Docker-Content-Digest": obj.digest, "Content-Type": obj.media_type,
                "ETag": f'"{obj.digest}"'}
     return web.Response(body=obj.data, headers=headers)  # aiohttp sends no body for HEAD
+
+
+def _record_pull(request: web.Request, container: ContainerRequest) -> None:
+    """Count an image pull in the background: usage metrics never slow a pull down or fail it."""
+    events = request.app.get(keys.EVENTS)
+    if events is not None:
+        task = asyncio.create_task(events.image_pulled(container, request.remote))
+        _background.add(task)
+        task.add_done_callback(_pull_recorded)
+
+
+def _pull_recorded(task: asyncio.Task[None]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not record a pull: %s", task.exception())
 
 
 async def blob(request: web.Request) -> web.StreamResponse:
