@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -39,7 +40,8 @@ class RedisStore:
             await store.ping()
         except Unavailable:
             await client.aclose()
-            raise
+            where = urlsplit(url)
+            raise Unavailable(f"cannot reach redis at {where.hostname}:{where.port or 6379}{where.path}") from None
         return store
 
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:

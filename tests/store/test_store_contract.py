@@ -1,0 +1,73 @@
+"""What every state backend promises; run against the embedded store and Redis alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from wave.store import KeyValueStore
+from wave.store.embedded import EmbeddedStore
+
+
+async def test_values_round_trip_and_missing_keys_are_none(store: KeyValueStore) -> None:
+    await store.put("a/1", b"\x00binary\xff")
+    assert await store.get("a/1") == b"\x00binary\xff"
+    assert await store.get("a/2") is None
+    await store.put("a/1", b"replaced")
+    assert await store.get("a/1") == b"replaced"
+    await store.delete("a/1")
+    assert await store.get("a/1") is None
+
+
+async def test_values_expire(store: KeyValueStore) -> None:
+    await store.put("short", b"x", ttl=0.05)
+    await store.put("long", b"y", ttl=60)
+    deadline = time.monotonic() + 5
+    while await store.get("short") is not None:
+        assert time.monotonic() < deadline, "value did not expire"
+        await asyncio.sleep(0.02)
+    assert await store.get("long") == b"y"
+
+
+async def test_put_if_absent_has_exactly_one_winner(store: KeyValueStore) -> None:
+    results = await asyncio.gather(*(store.put_if_absent("build/lock", str(i).encode(), ttl=60) for i in range(20)))
+    assert results.count(True) == 1
+    winner = results.index(True)
+    assert await store.get("build/lock") == str(winner).encode()
+
+
+async def test_put_if_absent_succeeds_again_once_the_value_expired(store: KeyValueStore) -> None:
+    assert await store.put_if_absent("lock", b"first", ttl=0.05)
+    deadline = time.monotonic() + 5
+    while not await store.put_if_absent("lock", b"second", ttl=60):
+        assert time.monotonic() < deadline, "expired lock was never released"
+        await asyncio.sleep(0.02)
+    assert await store.get("lock") == b"second"
+
+
+async def test_counters_are_atomic(store: KeyValueStore) -> None:
+    values = await asyncio.gather(*(store.incr("counter/x") for _ in range(50)))
+    assert sorted(values) == list(range(1, 51))
+    assert await store.incr("counter/x", 10) == 60
+
+
+async def test_counter_groups(store: KeyValueStore) -> None:
+    assert await store.hgetall("pulls/day") == {}
+    await asyncio.gather(*(store.hincr("pulls/day", "10.0.0.1") for _ in range(3)))
+    await store.hincr("pulls/day", "10.0.0.2", 5)
+    assert await store.hgetall("pulls/day") == {"10.0.0.1": 3, "10.0.0.2": 5}
+
+
+async def test_ping_answers_when_the_backend_is_up(store: KeyValueStore) -> None:
+    await store.ping()
+
+
+async def test_embedded_state_survives_reopening(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first = await EmbeddedStore.open(tmp_path / "wave.db")
+    await first.put("token/abc", b"request", ttl=3600)
+    await first.incr("builds/n")
+    await first.close()
+    second = await EmbeddedStore.open(tmp_path / "wave.db")
+    assert await second.get("token/abc") == b"request"
+    assert await second.incr("builds/n") == 2
+    await second.close()
