@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from wave.errors import Unavailable
 from wave.store import KeyValueStore
 from wave.store.embedded import EmbeddedStore
 from wave.store.redis import RedisStore
@@ -17,7 +18,7 @@ REDIS_TEST_URL = "redis://127.0.0.1:6379/14"
 async def _flushed_redis() -> RedisStore:
     try:
         store = await RedisStore.connect(REDIS_TEST_URL)
-    except Exception as exc:  # noqa: BLE001 (any connection failure means: no Redis here)
+    except Unavailable as exc:
         pytest.skip(f"no Redis at {REDIS_TEST_URL} (apt-get install redis-server): {exc}")
     await store._redis.flushdb()
     return store
