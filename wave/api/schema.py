@@ -81,14 +81,14 @@ class SubmitRequest:
 # --- field readers: each names the field in its error ----------------------------------------------
 
 
-def _str(body: Mapping[str, Any], name: str, max_len: int = 4096) -> str | None:
+def _str(body: Mapping[str, Any], name: str, max_len: int = 4096, where: str = "") -> str | None:
     value = body.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise BadRequest(f"{name} must be a string")
+        raise BadRequest(f"{where}{name} must be a string")
     if len(value) > max_len:
-        raise BadRequest(f"{name} is longer than {max_len} characters")
+        raise BadRequest(f"{where}{name} is longer than {max_len} characters")
     return value
 
 
@@ -101,14 +101,14 @@ def _bool(body: Mapping[str, Any], name: str) -> bool:
     return value
 
 
-def _str_list(body: Mapping[str, Any], name: str) -> tuple[str, ...] | None:
+def _str_list(body: Mapping[str, Any], name: str, where: str = "") -> tuple[str, ...] | None:
     value = body.get(name)
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRequest(f"{name} must be a list of strings")
+        raise BadRequest(f"{where}{name} must be a list of strings")
     if len(value) > MAX_LIST:
-        raise BadRequest(f"{name} has more than {MAX_LIST} items")
+        raise BadRequest(f"{where}{name} has more than {MAX_LIST} items")
     return tuple(value)
 
 
@@ -138,7 +138,7 @@ def parse_layer(index: int, value: Any, max_inline: int) -> Layer:
     where = f"containerConfig.layers[{index}]"
     if not isinstance(value, dict):
         raise BadRequest(f"{where} must be a JSON object")
-    location = _str(value, "location", max_len=max_inline * 4 // 3 + 256)
+    location = _str(value, "location", max_len=max_inline * 4 // 3 + 256, where=f"{where}.")
     if not location:
         raise BadRequest(f"{where}.location is required")
     if not (location.startswith("data:") or re.match(r"^https?://", location)):
@@ -160,7 +160,8 @@ def parse_layer(index: int, value: Any, max_inline: int) -> Layer:
 def parse_container_config(value: Mapping[str, Any] | None, max_inline: int) -> ContainerConfig:
     if value is None:
         return ContainerConfig()
-    env = _str_list(value, "env") or ()
+    where = "containerConfig."
+    env = _str_list(value, "env", where) or ()
     for item in env:
         if not _ENV_KEY_RE.match(item.split("=", 1)[0]):
             raise BadRequest(f"containerConfig.env item {item[:64]!r} must be KEY=value")
@@ -169,12 +170,12 @@ def parse_container_config(value: Mapping[str, Any] | None, max_inline: int) -> 
         raise BadRequest("containerConfig.layers must be a list")
     if len(layers) > 127:
         raise BadRequest("containerConfig.layers has more than 127 layers")
-    working_dir = _str(value, "workingDir")
+    working_dir = _str(value, "workingDir", where=where)
     if working_dir is not None and not working_dir.startswith("/"):
         raise BadRequest("containerConfig.workingDir must be an absolute path")
     return ContainerConfig(
-        entrypoint=_str_list(value, "entrypoint"),
-        cmd=_str_list(value, "cmd"),
+        entrypoint=_str_list(value, "entrypoint", where),
+        cmd=_str_list(value, "cmd", where),
         env=env,
         working_dir=working_dir,
         layers=tuple(parse_layer(i, layer, max_inline) for i, layer in enumerate(layers)),
@@ -185,7 +186,7 @@ def parse_packages(value: Mapping[str, Any]) -> Packages:
     kind = value.get("type")
     if kind not in ("CONDA", "SPACK"):
         raise BadRequest("packages.type must be CONDA or SPACK")
-    entries = _str_list(value, "entries") or _str_list(value, "packages") or ()
+    entries = _str_list(value, "entries", "packages.") or _str_list(value, "packages", "packages.") or ()
     env_file = _base64_text(value, "envFile") or _base64_text(value, "environment")
     if not entries and not env_file:
         raise BadRequest("packages needs entries (a list of package names) or envFile")
@@ -194,7 +195,7 @@ def parse_packages(value: Mapping[str, Any]) -> Packages:
     return Packages(
         type=kind,
         entries=entries,
-        channels=_str_list(value, "channels") or (),
+        channels=_str_list(value, "channels", "packages.") or (),
         env_file=env_file,
         conda_opts=CondaOpts(_str(conda, "mambaImage"), _str_list(conda, "commands") or (),
                              _str(conda, "basePackages")),
