@@ -8,15 +8,20 @@ import aiohttp
 from aiohttp import web
 
 from wave import keys
+from wave.api import builds as build_routes
 from wave.api import routes as api_routes
+from wave.builds import BuildService, create_launcher
+from wave.builds.gate import BuildGate
 from wave.config import Settings
 from wave.containers import ContainerService
 from wave.errors import error_middleware
+from wave.oci.reference import parse_reference
 from wave.proxy import routes as proxy_routes
 from wave.proxy.blobs import BlobService
 from wave.proxy.cache import ObjectCache
 from wave.proxy.manifests import ManifestService
 from wave.registry.client import RegistryClient
+from wave.storage import open_storage
 from wave.store import open_store
 from wave.tokens import TokenStore
 
@@ -30,21 +35,30 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                                     sock_read=settings.upstream_read_timeout)
     session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
                                     connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60))
+    storage = open_storage(settings)
+    builds: BuildService | None = None
     try:
         client = RegistryClient(session, settings)
         tokens = TokenStore(store)
         cache = ObjectCache(store)
-        manifests = ManifestService(settings, client, store, cache)
+        builds = BuildService(settings, store, storage, create_launcher(settings),
+                              lambda ref: client.exists(parse_reference(ref)))
+        manifests = ManifestService(settings, client, store, cache, BuildGate(builds, settings.build_timeout))
         app[keys.STORE] = store
+        app[keys.STORAGE] = storage
         app[keys.HTTP] = session
         app[keys.REGISTRY] = client
         app[keys.TOKENS] = tokens
+        app[keys.BUILDS] = builds
         app[keys.MANIFESTS] = manifests
         app[keys.BLOBS] = BlobService(client, cache, manifests)
-        app[keys.CONTAINERS] = ContainerService(settings, tokens, client)
+        app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds)
         yield
     finally:
+        if builds is not None:
+            await builds.close()
         await session.close()
+        await storage.close()
         await store.close()
 
 
@@ -54,4 +68,5 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_services)
     proxy_routes.setup(app)
     api_routes.setup(app)
+    build_routes.setup(app)
     return app

@@ -10,10 +10,12 @@ from aiohttp import web
 from wave.config import Settings
 
 if TYPE_CHECKING:
+    from wave.builds import BuildService
     from wave.containers import ContainerService
     from wave.proxy.blobs import BlobService
     from wave.proxy.manifests import ManifestService
     from wave.registry.client import RegistryClient
+    from wave.storage import ObjectStorage
     from wave.store import KeyValueStore
     from wave.tokens import TokenStore
 
@@ -25,6 +27,6 @@ TOKENS: web.AppKey[TokenStore] = web.AppKey("tokens")
 MANIFESTS: web.AppKey[ManifestService] = web.AppKey("manifests")
 BLOBS: web.AppKey[BlobService] = web.AppKey("blobs")
 CONTAINERS: web.AppKey[ContainerService] = web.AppKey("containers")
-BUILDS: web.AppKey[Any] = web.AppKey("builds")
-STORAGE: web.AppKey[Any] = web.AppKey("storage")
+BUILDS: web.AppKey[BuildService] = web.AppKey("builds")
+STORAGE: web.AppKey[ObjectStorage] = web.AppKey("storage")
 EVENTS: web.AppKey[Any] = web.AppKey("events")  # usage metrics: pulls, requests, builds
