@@ -227,8 +227,6 @@ def test_credentials_without_user_or_password_separator_are_rejected(value):
         parse_credentials(value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the TOML-table form accepts 'user' without ':password' (the variable "
-                                       "form rejects it), silently configuring an empty password")
 def test_credentials_in_the_file_without_password_are_rejected(tmp_path):
     path = write_toml(tmp_path, '[registry_credentials]\n"ghcr.io" = "alice"\n')
     with pytest.raises(ConfigError, match="registry_credentials"):
@@ -306,7 +304,6 @@ def test_redis_urls_accepted(url):
     assert load_settings(environ={"WAVE_REDIS_URL": url}).redis_url == url
 
 
-@pytest.mark.xfail(strict=True, reason="bug: parse_size returns ints as given, so a negative size is accepted")
 def test_negative_size_in_the_file_is_rejected(tmp_path):
     path = write_toml(tmp_path, "max_inline_layer_size = -1\n")
     with pytest.raises(ConfigError, match="max_inline_layer_size"):

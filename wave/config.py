@@ -41,11 +41,15 @@ def parse_duration(value: Any) -> float:
 def parse_size(value: Any) -> int:
     """Bytes from ``1048576``, ``512k``, ``10m`` or ``1g`` (binary multiples)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    match = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", str(value).lower())
-    if not match:
-        raise ValueError(f"not a size: {value!r} (use e.g. 10m, 512k)")
-    return int(match[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match[2]]
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", str(value).lower())
+        if not match:
+            raise ValueError(f"not a size: {value!r} (use e.g. 10m, 512k)")
+        size = int(match[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match[2]]
+    if size <= 0:
+        raise ValueError(f"size must be positive: {value!r}")
+    return size
 
 
 def parse_int(value: Any) -> int:
@@ -91,7 +95,9 @@ def parse_credentials(value: Any) -> Mapping[str, tuple[str, str]]:
             if isinstance(creds, Mapping):
                 out[str(host)] = (str(creds.get("username", "")), str(creds.get("password", "")))
             else:
-                user, _, password = str(creds).partition(":")
+                user, sep, password = str(creds).partition(":")
+                if not sep or not user:
+                    raise ValueError(f"credentials for {host!r} must be user:password")
                 out[str(host)] = (user, password)
         return out
     out = {}

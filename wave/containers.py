@@ -6,6 +6,7 @@ is issued, what is checked upstream before one is).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -107,7 +108,7 @@ class ContainerService:
             where = f"containerConfig.layers[{i}]"
             if layer.is_inline:
                 try:
-                    verify_inline_layer(layer, self._settings.max_inline_layer_size)
+                    await asyncio.to_thread(verify_inline_layer, layer, self._settings.max_inline_layer_size)
                 except InvalidLayer as exc:
                     raise BadRequest(f"{where}: {exc}") from None
             else:

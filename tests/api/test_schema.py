@@ -203,8 +203,6 @@ NESTED_PACKAGE_FIELDS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: parse_packages' envFile/environment/condaOpts/spackOpts errors name only "
-                                       "the leaf ('commands must be …'), unlike containerConfig.* and packages.entries")
 @pytest.mark.parametrize("fields, field", NESTED_PACKAGE_FIELDS)
 def test_nested_package_field_errors_name_the_full_path(fields, field):
     message = refused({"packages": {"type": "CONDA", "entries": ["salmon"], **fields}}, v2=True)
@@ -217,18 +215,14 @@ def test_nested_package_field_errors_are_400_naming_at_least_the_leaf(fields, fi
     assert field.rsplit(".", 1)[-1] in message
 
 
-@pytest.mark.xfail(strict=True, reason="bug: towerWorkspaceId accepts booleans (bool is an int in Python)")
 def test_workspace_id_true_is_refused():
     assert "towerWorkspaceId" in refused(image(towerWorkspaceId=True))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an env item without '=' passes although the error says KEY=value")
 def test_env_item_without_value_is_refused():
     assert "containerConfig.env" in refused(image(containerConfig={"env": ["FOO"]}))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: is_sha256_digest's `$` accepts a trailing newline, which then lands "
-                                       "verbatim in the augmented manifest")
 def test_layer_digest_with_trailing_newline_is_refused():
     assert "gzipDigest" in refused(image(containerConfig={"layers": [{**LAYER, "gzipDigest": SHA_A + "\n"}]}))
 

@@ -48,7 +48,6 @@ def test_is_sha256_digest_wants_64_lowercase_hex():
     assert not is_sha256_digest(f"sha512:{HEX}")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DIGEST_RE/_ANY_DIGEST_RE end in `$`, which matches before a final newline")
 @pytest.mark.parametrize("check", [is_sha256_digest, is_digest])
 def test_digest_with_trailing_newline_is_rejected(check):
     assert not check(f"sha256:{HEX}\n")

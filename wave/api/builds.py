@@ -10,12 +10,12 @@ from wave import keys
 from wave.api.handlers import json_response
 from wave.errors import BadRequest, NotFound
 
-_BUILD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def _build_id(request: web.Request) -> str:
     build_id = request.match_info["build_id"]
-    if not _BUILD_ID_RE.match(build_id):
+    if not _BUILD_ID_RE.fullmatch(build_id):
         raise BadRequest(f"invalid build id {build_id!r}")
     if request.app.get(keys.BUILDS) is None:
         raise NotFound("container builds are not enabled on this service")

@@ -37,6 +37,10 @@ async def check_layer_location(url: str, allowed: tuple[str, ...], field: str) -
     """Raise BadRequest when the URL's host resolves to a loopback, private, link-local or metadata address
     and is not explicitly allowed."""
     parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise BadRequest(f"{field} has an invalid port") from None
     host = parts.hostname
     if parts.scheme not in ("http", "https") or not host:
         raise BadRequest(f"{field} must be an http(s) URL with a host")
@@ -46,7 +50,7 @@ async def check_layer_location(url: str, allowed: tuple[str, ...], field: str) -
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443,
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port or 443,
                                                                   type=socket.SOCK_STREAM)
         except OSError:
             raise BadRequest(f"{field}: cannot resolve host {host}") from None

@@ -22,7 +22,7 @@ from wave.oci.reference import InvalidReference, parse_reference, parse_reposito
 
 log = logging.getLogger("wave.api")
 
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _KNOWN_FIELDS = {
     "containerImage", "containerFile", "containerConfig", "condaFile", "spackFile", "containerPlatform",
     "buildRepository", "cacheRepository", "timestamp", "fingerprint", "freeze", "towerAccessToken",
@@ -112,22 +112,22 @@ def _str_list(body: Mapping[str, Any], name: str, where: str = "") -> tuple[str,
     return tuple(value)
 
 
-def _base64_text(body: Mapping[str, Any], name: str) -> str | None:
-    encoded = _str(body, name, max_len=MAX_TEXT * 4 // 3 + 4)
+def _base64_text(body: Mapping[str, Any], name: str, where: str = "") -> str | None:
+    encoded = _str(body, name, max_len=MAX_TEXT * 4 // 3 + 4, where=where)
     if encoded is None:
         return None
     try:
         return base64.b64decode(encoded, validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise BadRequest(f"{name} must be base64 of UTF-8 text") from None
+        raise BadRequest(f"{where}{name} must be base64 of UTF-8 text") from None
 
 
-def _object(body: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+def _object(body: Mapping[str, Any], name: str, where: str = "") -> Mapping[str, Any] | None:
     value = body.get(name)
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise BadRequest(f"{name} must be a JSON object")
+        raise BadRequest(f"{where}{name} must be a JSON object")
     return value
 
 
@@ -163,7 +163,8 @@ def parse_container_config(value: Mapping[str, Any] | None, max_inline: int) -> 
     where = "containerConfig."
     env = _str_list(value, "env", where) or ()
     for item in env:
-        if not _ENV_KEY_RE.match(item.split("=", 1)[0]):
+        key, sep, _ = item.partition("=")
+        if not sep or not _ENV_KEY_RE.fullmatch(key):
             raise BadRequest(f"containerConfig.env item {item[:64]!r} must be KEY=value")
     layers = value.get("layers") or []
     if not isinstance(layers, list):
@@ -187,19 +188,21 @@ def parse_packages(value: Mapping[str, Any]) -> Packages:
     if kind not in ("CONDA", "SPACK"):
         raise BadRequest("packages.type must be CONDA or SPACK")
     entries = _str_list(value, "entries", "packages.") or _str_list(value, "packages", "packages.") or ()
-    env_file = _base64_text(value, "envFile") or _base64_text(value, "environment")
+    env_file = _base64_text(value, "envFile", "packages.") or _base64_text(value, "environment", "packages.")
     if not entries and not env_file:
         raise BadRequest("packages needs entries (a list of package names) or envFile")
-    conda = _object(value, "condaOpts") or {}
-    spack = _object(value, "spackOpts") or {}
+    conda = _object(value, "condaOpts", "packages.") or {}
+    spack = _object(value, "spackOpts", "packages.") or {}
     return Packages(
         type=kind,
         entries=entries,
         channels=_str_list(value, "channels", "packages.") or (),
         env_file=env_file,
-        conda_opts=CondaOpts(_str(conda, "mambaImage"), _str_list(conda, "commands") or (),
-                             _str(conda, "basePackages")),
-        spack_opts=SpackOpts(_str_list(spack, "commands") or (), _str(spack, "basePackages")),
+        conda_opts=CondaOpts(_str(conda, "mambaImage", where="packages.condaOpts."),
+                             _str_list(conda, "commands", "packages.condaOpts.") or (),
+                             _str(conda, "basePackages", where="packages.condaOpts.")),
+        spack_opts=SpackOpts(_str_list(spack, "commands", "packages.spackOpts.") or (),
+                             _str(spack, "basePackages", where="packages.spackOpts.")),
     )
 
 
@@ -257,8 +260,9 @@ def parse_submit(body: Any, *, v2: bool, max_inline: int, client_ip: str | None 
     for name in ("timestamp", "fingerprint", "towerAccessToken", "towerRefreshToken", "towerEndpoint"):
         _str(body, name)
     workspace = body.get("towerWorkspaceId")
-    if workspace is not None and not (isinstance(workspace, int) or (isinstance(workspace, str)
-                                                                       and workspace.isdigit())):
+    numeric = (isinstance(workspace, int) and not isinstance(workspace, bool)) or (
+        isinstance(workspace, str) and workspace.isdigit())
+    if workspace is not None and not numeric:
         raise BadRequest("towerWorkspaceId must be a number")
     return SubmitRequest(
         container_image=image,

@@ -25,24 +25,45 @@ def inline_bytes(location: str) -> bytes:
         raise InvalidLayer("layer location data: is not valid base64") from None
 
 
-def tar_digest_of(gzip_bytes: bytes) -> str:
-    """sha256 of the uncompressed tar, streamed through zlib so a bomb cannot fill memory."""
+def tar_digest_of(gzip_bytes: bytes, max_size: int = 1 << 30) -> str:
+    """sha256 of the uncompressed tar, inflated in bounded steps so a bomb cannot fill memory.
+
+    Every gzip member counts (as Go and containerd read them); a truncated stream, trailing junk or more than
+    ``max_size`` uncompressed bytes is refused.
+    """
     digest = hashlib.sha256()
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        for start in range(0, len(gzip_bytes), 1 << 16):
-            chunk = inflater.decompress(gzip_bytes[start:start + (1 << 16)])
-            digest.update(chunk)
-            while inflater.unconsumed_tail:
-                digest.update(inflater.decompress(inflater.unconsumed_tail, 1 << 20))
-        digest.update(inflater.flush())
-    except zlib.error:
-        raise InvalidLayer("layer data is not gzip") from None
+    total = 0
+    pending = memoryview(gzip_bytes)
+    if not pending:
+        raise InvalidLayer("layer data is empty")
+    while pending:
+        if bytes(pending[:2]) != b"\x1f\x8b":
+            raise InvalidLayer("layer data is not gzip" + (": junk after the gzip stream" if total else ""))
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        data = bytes(pending)
+        try:
+            chunk = inflater.decompress(data, 1 << 20)
+            while True:
+                total += len(chunk)
+                if total > max_size:
+                    raise InvalidLayer(f"uncompressed layer is larger than the limit of {max_size} bytes")
+                digest.update(chunk)
+                if inflater.eof or not inflater.unconsumed_tail:
+                    break
+                chunk = inflater.decompress(inflater.unconsumed_tail, 1 << 20)
+        except zlib.error:
+            raise InvalidLayer("layer data is not gzip") from None
+        if not inflater.eof:
+            raise InvalidLayer("layer data is not gzip: the gzip stream is truncated")
+        pending = memoryview(inflater.unused_data)
     return "sha256:" + digest.hexdigest()
 
 
-def verify_inline_layer(layer: Layer, max_size: int) -> bytes:
-    """Decode a data: layer and check gzipSize, gzipDigest and tarDigest; returns the gzip bytes."""
+def verify_inline_layer(layer: Layer, max_size: int, max_uncompressed: int | None = None) -> bytes:
+    """Decode a data: layer and check gzipSize, gzipDigest and tarDigest; returns the gzip bytes.
+
+    CPU-bound for large layers: callers on an event loop run it in a thread."""
+    max_uncompressed = max_uncompressed if max_uncompressed is not None else max(max_size * 16, 64 << 20)
     if len(layer.location) > max_size * 4 // 3 + 64:
         raise InvalidLayer(f"inline layer is larger than the limit of {max_size} bytes")
     data = inline_bytes(layer.location)
@@ -53,7 +74,7 @@ def verify_inline_layer(layer: Layer, max_size: int) -> bytes:
     actual = "sha256:" + hashlib.sha256(data).hexdigest()
     if actual != layer.gzip_digest:
         raise InvalidLayer(f"gzipDigest is {layer.gzip_digest} but the layer data hashes to {actual}")
-    tar = tar_digest_of(data)
+    tar = tar_digest_of(data, max_uncompressed)
     if tar != layer.tar_digest:
         raise InvalidLayer(f"tarDigest is {layer.tar_digest} but the uncompressed layer hashes to {tar}")
     return data

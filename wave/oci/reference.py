@@ -10,9 +10,9 @@ from wave.oci.digest import is_digest
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_HOST_RE = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d+)?$")
+REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_HOST_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d+)?")
 
 
 class InvalidReference(ValueError):
@@ -66,7 +66,7 @@ def parse_reference(text: str) -> ImageRef:
     registry = DOCKER_HUB
     first, slash, remainder = rest.partition("/")
     if slash and _looks_like_host(first):
-        if not _HOST_RE.match(first):
+        if not _HOST_RE.fullmatch(first):
             raise InvalidReference(f"invalid registry host {first!r} in image reference {text!r}")
         registry, rest = first.lower(), remainder
         if registry in {"index.docker.io", DOCKER_HUB_ENDPOINT}:
@@ -75,9 +75,9 @@ def parse_reference(text: str) -> ImageRef:
     name, colon, maybe_tag = rest.rpartition(":")
     if colon and "/" not in maybe_tag:
         rest, tag = name, maybe_tag
-        if not TAG_RE.match(tag):
+        if not TAG_RE.fullmatch(tag):
             raise InvalidReference(f"invalid tag {tag!r} in image reference {text!r}")
-    if not REPOSITORY_RE.match(rest):
+    if not REPOSITORY_RE.fullmatch(rest):
         raise InvalidReference(
             f"invalid repository name {rest!r} in image reference {text!r} (lowercase letters, digits, "
             "and . _ - separators)"

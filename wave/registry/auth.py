@@ -13,7 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-_PARAM_RE = re.compile(r'([a-zA-Z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+_PARAM_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+_SEPARATOR_RE = re.compile(r"\s*,\s*(?=[a-zA-Z_][a-zA-Z0-9_-]*\s*=)")
+_SCHEME_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_UNESCAPE_RE = re.compile(r"\\(.)")
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,17 @@ def parse_challenge(header: str | None) -> Challenge | None:
     if not header:
         return None
     scheme, _, rest = header.strip().partition(" ")
-    if not scheme:
+    if not _SCHEME_RE.fullmatch(scheme):
         return None
-    params = {
-        m[1].lower(): m[2].replace('\\"', '"') if m[2] is not None else m[3] for m in _PARAM_RE.finditer(rest)
-    }
+    params: dict[str, str] = {}
+    position = 0
+    while match := _PARAM_RE.match(rest, position):
+        params[match[1].lower()] = _UNESCAPE_RE.sub(r"\1", match[2]) if match[2] is not None else match[3]
+        position = match.end()
+        separator = _SEPARATOR_RE.match(rest, position)
+        if separator is None:  # anything else (e.g. a second challenge) ends this one
+            break
+        position = separator.end()
     return Challenge(scheme.lower(), params)
 
 
