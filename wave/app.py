@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from wave import keys
+from wave import keys, ops
 from wave.api import builds as build_routes
+from wave.api import metrics as metrics_api
 from wave.api import routes as api_routes
+from wave.api import status as status_api
 from wave.builds import BuildService, create_launcher
 from wave.builds.gate import BuildGate
 from wave.config import Settings
 from wave.containers import ContainerService
 from wave.errors import error_middleware
+from wave.metrics import UsageMetrics
 from wave.oci.reference import parse_reference
 from wave.proxy import routes as proxy_routes
 from wave.proxy.blobs import BlobService
@@ -41,8 +44,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         client = RegistryClient(session, settings)
         tokens = TokenStore(store)
         cache = ObjectCache(store)
+        usage = UsageMetrics(store, settings, ops=app[keys.OPS])
         builds = BuildService(settings, store, storage, create_launcher(settings),
-                              lambda ref: client.exists(parse_reference(ref)))
+                              lambda ref: client.exists(parse_reference(ref)), events=usage)
         manifests = ManifestService(settings, client, store, cache, BuildGate(builds, settings.build_timeout))
         app[keys.STORE] = store
         app[keys.STORAGE] = storage
@@ -52,7 +56,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[keys.BUILDS] = builds
         app[keys.MANIFESTS] = manifests
         app[keys.BLOBS] = BlobService(client, cache, manifests)
-        app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds)
+        app[keys.EVENTS] = usage
+        app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds, events=usage)
         yield
     finally:
         if builds is not None:
@@ -69,4 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     proxy_routes.setup(app)
     api_routes.setup(app)
     build_routes.setup(app)
+    ops.setup(app)
+    metrics_api.setup(app)
+    status_api.setup(app)
     return app

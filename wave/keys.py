@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -12,6 +12,8 @@ from wave.config import Settings
 if TYPE_CHECKING:
     from wave.builds import BuildService
     from wave.containers import ContainerService
+    from wave.metrics import UsageMetrics
+    from wave.ops import OpsMetrics
     from wave.proxy.blobs import BlobService
     from wave.proxy.manifests import ManifestService
     from wave.registry.client import RegistryClient
@@ -29,4 +31,5 @@ BLOBS: web.AppKey[BlobService] = web.AppKey("blobs")
 CONTAINERS: web.AppKey[ContainerService] = web.AppKey("containers")
 BUILDS: web.AppKey[BuildService] = web.AppKey("builds")
 STORAGE: web.AppKey[ObjectStorage] = web.AppKey("storage")
-EVENTS: web.AppKey[Any] = web.AppKey("events")  # usage metrics: pulls, requests, builds
+EVENTS: web.AppKey[UsageMetrics] = web.AppKey("events")  # usage metrics: pulls, requests, builds
+OPS: web.AppKey[OpsMetrics] = web.AppKey("ops")  # Prometheus counters of this replica

@@ -33,8 +33,10 @@ class RedisStore:
 
     @classmethod
     async def connect(cls, url: str) -> RedisStore:
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
-                                         health_check_interval=15)
+        # A blocking pool queues a burst of concurrent calls instead of failing past max_connections.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=5, socket_connect_timeout=2,
+                                                        socket_timeout=5, health_check_interval=15)
+        client = aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
         store = cls(client)
         try:
             await store.ping()

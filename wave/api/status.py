@@ -1,0 +1,125 @@
+"""What a token stands for: its status (clients poll it while a build runs), its description, its revocation.
+
+- ``GET /v1alpha2/container/{token}/status``: ``PENDING`` (a build is announced but not recorded yet),
+  ``BUILDING`` (the build runs), ``DONE`` (no build, or the build completed; ``succeeded`` says how), like the
+  reference: without a build, ``creationTime`` is the request's and ``duration`` the time since; with one,
+  they are the build's start and duration (seconds).
+- ``GET /container-token/{token}``: what was requested and what wave serves for it, never a secret: inline
+  layer data is shown as its size, and neither the requester's e-mail nor IP is shown (whoever holds a token
+  may read this).
+- ``DELETE /container-token/{token}``: basic auth; the token stops working at once on every replica (every
+  ``/v2`` request looks the token up in the shared store).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from wave import keys
+from wave.api.auth import auth
+from wave.api.handlers import json_response
+from wave.errors import NotFound, Unavailable
+from wave.oci.models import ContainerConfig, Layer
+from wave.proxy.manifests import ManifestService, Resolution
+from wave.tokens import ContainerRequest, iso_time
+
+_TOKEN = "{token:[a-z0-9]{1,64}}"
+BUILD_FAILED = "Container build did not complete successfully"
+
+
+async def _container(request: web.Request) -> ContainerRequest:
+    token = request.match_info["token"]
+    container = await request.app[keys.TOKENS].get(token)
+    if container is None:
+        raise NotFound(f"container request {token[:8]}… is unknown or expired")
+    return container
+
+
+async def container_status(request: web.Request) -> web.Response:
+    container = await _container(request)
+    body: dict[str, Any] = {"id": container.token, "buildId": container.build_id}
+    if not container.build_id:
+        body.update(status="DONE", succeeded=True, creationTime=iso_time(container.created),
+                    duration=round(max(0.0, time.time() - container.created), 3))
+        return json_response(body)
+    builds = request.app.get(keys.BUILDS)
+    if builds is None:
+        raise Unavailable("build status is not available: builds are not configured on this wave service")
+    build = await builds.status(container.build_id)
+    if build is None:  # announced to the client, not yet (or no longer) in the store
+        body.update(status="PENDING", succeeded=None, creationTime=iso_time(container.created), duration=None)
+        return json_response(body)
+    started = build.start_time.timestamp()
+    if build.status != "COMPLETED":
+        body.update(status="BUILDING", succeeded=None, creationTime=iso_time(started),
+                    duration=round(max(0.0, time.time() - started), 3))
+        return json_response(body)
+    body.update(status="DONE", succeeded=bool(build.succeeded), creationTime=iso_time(started),
+                duration=build.duration)
+    if not build.succeeded:
+        body["reason"] = build.reason or BUILD_FAILED
+    return json_response(body)
+
+
+def _layer(layer: Layer) -> dict[str, Any]:
+    location = f"data:…({layer.gzip_size} bytes)" if layer.is_inline else layer.location
+    return {"location": location, "gzipDigest": layer.gzip_digest, "gzipSize": layer.gzip_size,
+            "tarDigest": layer.tar_digest}
+
+
+def _config(config: ContainerConfig) -> dict[str, Any]:
+    body: dict[str, Any] = {"entrypoint": config.entrypoint, "cmd": config.cmd, "env": list(config.env),
+                            "workingDir": config.working_dir, "layers": [_layer(x) for x in config.layers]}
+    return {k: v for k, v in body.items() if v not in (None, [])}
+
+
+async def _resolution(request: web.Request, container: ContainerRequest) -> Resolution | None:
+    """What the token's tag resolved to, once a client pulled it (wave resolves lazily, on first pull)."""
+    if not container.image.tag:
+        return None
+    data = await request.app[keys.STORE].get(ManifestService._key(container, container.image.tag))
+    return Resolution.from_json(data) if data else None
+
+
+async def describe_token(request: web.Request) -> web.Response:
+    container = await _container(request)
+    settings = request.app[keys.SETTINGS]
+    image = container.image
+    reference = f"@{image.digest}" if image.digest else f":{image.tag}"
+    resolved = await _resolution(request, container)
+    wave_digest = image.digest or (resolved.digest if resolved else None)
+    # Without augmentation wave serves upstream's bytes, so both digests are the same.
+    source_digest = image.digest or (resolved.digest if resolved and not container.augments else None)
+    body = {
+        "token": container.token,
+        "creationTime": iso_time(container.created),
+        "expiration": container.expiration,
+        "request": {
+            "containerImage": container.source_image or str(image),
+            "containerPlatform": str(container.platform),
+            "containerConfig": _config(container.config),
+            "freeze": container.freeze,
+        },
+        "build": {"buildId": container.build_id} if container.build_id else None,
+        "source": {"image": str(image), "digest": source_digest},
+        "wave": {"image": f"{settings.public_authority}/wt/{container.token}/{image.repository}{reference}",
+                 "digest": wave_digest},
+    }
+    return json_response(body)
+
+
+@auth.required
+async def revoke_token(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    if not await request.app[keys.TOKENS].revoke(token):
+        raise NotFound(f"container request {token[:8]}… is unknown or expired")
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get(f"/v1alpha2/container/{_TOKEN}/status", container_status)
+    app.router.add_get(f"/container-token/{_TOKEN}", describe_token)
+    app.router.add_delete(f"/container-token/{_TOKEN}", revoke_token)
