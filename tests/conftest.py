@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.storage.s3server import *  # noqa: F403
 from tests.support.fixtures import *  # noqa: F403
 from tests.support.wave import WaveServer, start_wave
 

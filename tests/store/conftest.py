@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from wave.errors import Unavailable
 from wave.store import KeyValueStore
@@ -13,6 +14,7 @@ from wave.store.embedded import EmbeddedStore
 from wave.store.redis import RedisStore
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/14"
+SHARED_REDIS = "redis://127.0.0.1:6379/15"  # what several wave replicas share in a test
 
 
 async def _flushed_redis() -> RedisStore:
@@ -35,3 +37,16 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if isinstance(backend, RedisStore):
         await backend._redis.flushdb()
     await backend.close()
+
+
+@pytest.fixture
+def shared_redis() -> Iterator[str]:
+    """A Redis database that several wave replicas share, flushed before and after."""
+    client = redis.Redis.from_url(SHARED_REDIS)
+    try:
+        client.flushdb()
+    except redis.ConnectionError:
+        pytest.skip("no Redis at 127.0.0.1:6379 (apt-get install redis-server)")
+    yield SHARED_REDIS
+    client.flushdb()
+    client.close()

@@ -18,20 +18,7 @@ from tests.support.clients import skopeo_copy
 from tests.support.registry import Registry, free_port
 from tests.support.wave import WaveServer
 
-SHARED_REDIS = "redis://127.0.0.1:6379/15"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def shared_redis() -> Iterator[str]:
-    client = redis.Redis.from_url(SHARED_REDIS)
-    try:
-        client.flushdb()
-    except redis.ConnectionError:
-        pytest.skip("no Redis at 127.0.0.1:6379 (apt-get install redis-server)")
-    yield SHARED_REDIS
-    client.flushdb()
-    client.close()
 
 
 class PrivateRedis:
