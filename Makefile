@@ -3,6 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+export WAVE_COMMIT_ID ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 .PHONY: run test lint bench clean
 
