@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.clients import Containerd, Podman, skopeo_copy, skopeo_inspect
+from tests.support.clients import Containerd, Dockerd, Podman, skopeo_copy, skopeo_inspect
 from tests.support.images import LAB_IMAGES
 from tests.support.layers import make_layer, serve_files
 from tests.support.registry import Registry
@@ -90,6 +90,12 @@ def test_containerd_pulls_by_the_digest_its_head_returned(wave: WaveServer, regi
     head = wave.request("HEAD", "/v2/" + answer["targetImage"].split("/", 1)[1].replace(":latest",
                                                                                           "/manifests/latest"))
     assert containerd.images()[answer["targetImage"]] == head.headers["docker-content-digest"]
+
+
+def test_docker_pulls_and_runs_an_augmented_index(wave: WaveServer, registry: Registry, dockerd: Dockerd) -> None:
+    answer = wave.submit(augmented(registry, "library/busybox:multi-oci"))
+    dockerd.pull(answer["targetImage"])  # HEAD on the tag, then GET by the digest it returned
+    assert dockerd.run(answer["targetImage"]).strip() == "greetings, wave"
 
 
 def test_http_layer_is_a_redirect_clients_follow(wave_factory, registry: Registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -271,3 +271,57 @@ class Containerd:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Dockerd:
+    """A private dockerd on a unix socket (no bridge, no iptables, vfs storage), driven with `docker`."""
+
+    def __init__(self, base: Path | str) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="dockerd-", dir=str(base)))
+        self.socket = Path(tempfile.mkdtemp(prefix="dkr-")) / "docker.sock"  # unix socket paths are short
+        self._proc: ManagedProcess | None = None
+
+    @staticmethod
+    def available() -> bool:
+        """True when dockerd and the docker CLI are installed (Debian package docker.io)."""
+        return have("dockerd") and have("docker")
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_CONFIG": str(self.base / "cli")}
+        return run_client(["docker", *args], check=check, timeout=timeout, env=env)
+
+    def start(self) -> Dockerd:
+        (self.base / "daemon.json").write_text("{}")  # keep /etc/docker/daemon.json out of it
+        argv = ["dockerd", "--config-file", str(self.base / "daemon.json"), "-H", f"unix://{self.socket}",
+                "--data-root", str(self.base / "root"), "--exec-root", str(self.socket.parent / "exec"),
+                "--pidfile", str(self.base / "dockerd.pid"), "--iptables=false", "--ip6tables=false",
+                "--ip-masq=false", "--bridge=none", "--userland-proxy=false", "--storage-driver=vfs"]
+        self._proc = ManagedProcess("dockerd", argv, self.base / "dockerd.log", self.base)
+        deadline = time.monotonic() + 60
+        try:
+            while self.docker("version", check=False, timeout=10).returncode != 0:
+                if not self._proc.alive():
+                    raise RuntimeError(f"dockerd exited:\n{self._proc.tail()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"dockerd not up within 60s:\n{self._proc.tail()}")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def pull(self, ref: str) -> str:
+        return self.docker("pull", "-q", ref).stdout.strip()
+
+    def run(self, ref: str, *cmd: str) -> str:
+        return self.docker("run", "--rm", "--network", "none", ref, *cmd).stdout
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
+        root = self.base / "root"
+        if root.exists():  # dockerd bind-mounts its data root on itself
+            subprocess.run(["umount", str(root)], check=False, capture_output=True)
+        shutil.rmtree(self.socket.parent, ignore_errors=True)
+        shutil.rmtree(self.base, ignore_errors=True)

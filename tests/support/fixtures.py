@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clients import Containerd, Podman, missing_tools
+from tests.support.clients import Containerd, Dockerd, Podman, missing_tools
 from tests.support.images import IMAGE_TOOLS, build_lab_layout, push_lab_images, static_busybox_missing
 from tests.support.registry import Kind, Registry, start_registry
 
@@ -25,6 +25,7 @@ __all__ = [
     "basic_registry",
     "bearer_registry",
     "containerd",
+    "dockerd",
     "lab_layout",
     "podman",
     "registry",
@@ -101,3 +102,13 @@ def containerd(tmp_path: Path) -> Iterator[Containerd]:
     _require("containerd", "ctr")
     with Containerd(tmp_path / "containerd") as engine:
         yield engine
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """A private dockerd for `docker pull` (loopback registries are plain http to docker by default)."""
+    if not Dockerd.available():
+        pytest.skip("dockerd missing (apt-get install docker.io)")
+    engine = Dockerd(tmp_path_factory.mktemp("dockerd")).start()
+    yield engine
+    engine.stop()
