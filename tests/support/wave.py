@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -22,26 +21,21 @@ from wave.config import Settings, load_settings
 T = TypeVar("T")
 
 
-@dataclass
-class WaveServer:
-    settings: Settings
-    app: web.Application = field(init=False)
-    _loop: asyncio.AbstractEventLoop = field(init=False)
-    _thread: threading.Thread = field(init=False)
-    _runner: web.AppRunner | None = field(init=False, default=None)
+class BackgroundApp:
+    """An aiohttp application served on 127.0.0.1 from its own thread and event loop."""
 
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.settings.port}"
+    def __init__(self, app: web.Application, port: int | None = None) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self._runner: web.AppRunner | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="background-app", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> WaveServer:
-        self.app = create_app(self.settings)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="wave-server", daemon=True)
+    def start(self) -> BackgroundApp:
         self._thread.start()
         self.call(self._start())
         return self
@@ -49,10 +43,10 @@ class WaveServer:
     async def _start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.settings.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
-        """Run a coroutine on the server's loop (to reach its services) and wait for the result."""
+        """Run a coroutine on the app's loop (to reach its services) and wait for the result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def stop(self) -> None:
@@ -64,6 +58,18 @@ class WaveServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+class WaveServer(BackgroundApp):
+    """wave itself, as a client reaches it."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(create_app(settings), settings.port)
+        self.settings = settings
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.settings.port}"
 
     # --- what a user does ---------------------------------------------------------------------------
 

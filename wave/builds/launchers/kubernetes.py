@@ -8,7 +8,6 @@ pod's service account, or from a kubeconfig (``WAVE_K8S_KUBECONFIG`` or the defa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -18,6 +17,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
 
 from wave.builds.launchers.base import BuildJob, LaunchResult, LogSink
 from wave.builds.launchers.k8s_job import CONTAINER, build_job, job_name
@@ -81,16 +81,22 @@ class KubernetesLauncher:
             await self._copy_log(core, namespace, pod, log_sink)
             return result
         finally:
-            with contextlib.suppress(ApiException):
+            try:
                 await asyncio.to_thread(batch.delete_namespaced_job, name, namespace,
                                         propagation_policy="Background")
+            except (ApiException, HTTPError, OSError) as exc:
+                log.warning("could not delete build job %s/%s: %s", namespace, name, type(exc).__name__)
 
     async def _watch(self, batch: k8s.BatchV1Api, namespace: str, name: str, job: BuildJob) -> LaunchResult:
         give_up = time.monotonic() + job.timeout + SCHEDULING_GRACE
         running_logged = False
         while True:
-            current = await asyncio.to_thread(batch.read_namespaced_job_status, name, namespace)
-            status = current.status
+            try:
+                current = await asyncio.to_thread(batch.read_namespaced_job_status, name, namespace)
+            except (HTTPError, OSError) as exc:  # the API server is briefly unreachable: keep watching
+                log.warning("watching build job %s/%s: %s", namespace, name, type(exc).__name__)
+                current = None
+            status = current.status if current is not None else None
             if status is not None:
                 if status.succeeded:
                     return LaunchResult(True)
