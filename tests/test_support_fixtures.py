@@ -17,7 +17,6 @@ import pytest
 
 from tests.support import registry as registry_mod
 from tests.support.clients import ClientError, Containerd, Podman, skopeo_copy, skopeo_inspect
-
 from tests.support.fixtures import REG_PASSWORD, REG_USER
 from tests.support.images import (
     DOCKER_MANIFEST,
