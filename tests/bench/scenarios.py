@@ -1,0 +1,188 @@
+"""The scenarios: each measures wave and, where it makes sense, the registry directly, in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.client
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tests.bench import load
+from tests.bench.lab import MANIFEST_ACCEPT, CountingProxy, WaveProcess, augmented_request, target_path
+from tests.support.registry import Registry, http_request
+
+BUSYBOX = "library/busybox:latest"
+BIG = "library/big:latest"
+
+
+@dataclass
+class Context:
+    registry: Registry
+    wave: WaveProcess
+    counter: CountingProxy
+    workdir: Path
+    seconds: float
+    connections: int
+    rounds: int
+    blob_runs: int
+    skopeo_runs: int
+
+
+def _manifest_digest(url: str) -> str:
+    got = http_request("GET", url, {"Accept": MANIFEST_ACCEPT})
+    if got.status != 200:
+        raise RuntimeError(f"GET {url} answered {got.status}: {got.body[:300]!r}")
+    return got.headers["docker-content-digest"]
+
+
+def manifest(ctx: Context) -> dict[str, Any]:
+    """Warm GET by tag of an augmented manifest through wave, against the same GET on the registry."""
+    answer = ctx.wave.submit(augmented_request(ctx.registry.ref(BUSYBOX)))
+    name, tag = target_path(answer["targetImage"])
+    through_wave = f"{ctx.wave.url}/v2/{name}/manifests/{tag}"
+    direct = f"{ctx.registry.url}/v2/{BUSYBOX.replace(':', '/manifests/')}"
+    if _manifest_digest(through_wave) == _manifest_digest(direct):
+        raise RuntimeError("wave served the upstream manifest: the benchmark image is not augmented")
+    headers = {"Accept": MANIFEST_ACCEPT}
+    load.wrk(through_wave, connections=ctx.connections, seconds=1, headers=headers)  # warm-up
+    # Alternate rounds and keep each side's best: a busy neighbour only ever slows a round down.
+    rounds: dict[str, list[load.WrkResult]] = {"registry": [], "wave": []}
+    for _ in range(ctx.rounds):
+        for side, url in (("registry", direct), ("wave", through_wave)):
+            result = load.wrk(url, connections=ctx.connections, seconds=ctx.seconds, headers=headers)
+            if result.errors:
+                raise RuntimeError(f"{result.errors} errors under load on {side}")
+            rounds[side].append(result)
+    registry = max(rounds["registry"], key=lambda r: r.rps)
+    wave = max(rounds["wave"], key=lambda r: r.rps)
+    return {
+        "manifest_rps_ratio": round(wave.rps / registry.rps, 2),
+        "manifest_p99_ms": round(wave.p99_ms, 2),
+        "manifest_wave": wave.as_dict(),
+        "manifest_registry": registry.as_dict(),
+        "manifest_rounds": {side: [round(r.rps) for r in results] for side, results in rounds.items()},
+    }
+
+
+def _big_blob(registry: Registry) -> tuple[str, int]:
+    url = f"{registry.url}/v2/{BIG.replace(':', '/manifests/')}"
+    got = http_request("GET", url, {"Accept": MANIFEST_ACCEPT})
+    layer = max(orjson.loads(got.body)["layers"], key=lambda layer: layer["size"])
+    return layer["digest"], layer["size"]
+
+
+def _stream_digest(url: str) -> tuple[str, int]:
+    host, _, path = url.removeprefix("http://").partition("/")
+    conn = http.client.HTTPConnection(host, timeout=60)
+    try:
+        conn.request("GET", "/" + path)
+        response = conn.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"GET {url} answered {response.status}")
+        sha, size = hashlib.sha256(), 0
+        while chunk := response.read(1 << 20):
+            sha.update(chunk)
+            size += len(chunk)
+        return "sha256:" + sha.hexdigest(), size
+    finally:
+        conn.close()
+
+
+def blob(ctx: Context) -> dict[str, Any]:
+    """The 200 MiB layer streamed through wave and directly (curl to /dev/null, best of N), and wave's RSS."""
+    digest, size = _big_blob(ctx.registry)
+    answer = ctx.wave.submit(augmented_request(ctx.registry.ref(BIG)))
+    name, _ = target_path(answer["targetImage"])
+    through_wave = f"{ctx.wave.url}/v2/{name}/blobs/{digest}"
+    direct = f"{ctx.registry.url}/v2/{BIG.split(':')[0]}/blobs/{digest}"
+    got = _stream_digest(through_wave)  # also warms wave's resolution of the token
+    if got != (digest, size):
+        raise RuntimeError(f"wave streamed {got}, expected {(digest, size)}")
+    best_wave = best_direct = 0.0
+    rss: dict[str, Any] = {}
+    for _ in range(ctx.blob_runs):
+        run = load.curl(direct)
+        if (run.status, run.bytes) != (200, size):
+            raise RuntimeError(f"direct download: {run}")
+        best_direct = max(best_direct, run.bytes_per_s)
+        with load.peak_rss_growth(ctx.wave.pid) as probe:
+            run = load.curl(through_wave)
+        if (run.status, run.bytes) != (200, size):
+            raise RuntimeError(f"download through wave: {run}")
+        best_wave = max(best_wave, run.bytes_per_s)
+        if probe["growth_mb"] >= rss.get("growth_mb", -1.0):
+            rss = probe
+    return {
+        "blob_throughput_ratio": round(best_wave / best_direct, 3),
+        "stream_rss_mb": round(rss["growth_mb"], 1),
+        "blob_size": size,
+        "blob_wave_mb_s": round(best_wave / 1e6, 1),
+        "blob_registry_mb_s": round(best_direct / 1e6, 1),
+        "stream_rss": {k: round(v, 1) if isinstance(v, float) else v for k, v in rss.items()},
+    }
+
+
+async def _concurrent_gets(url: str, count: int) -> list[tuple[int, str]]:
+    connector = aiohttp.TCPConnector(limit=count, force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        start = asyncio.Event()
+
+        async def one() -> tuple[int, str]:
+            await start.wait()
+            async with session.get(url, headers={"Accept": MANIFEST_ACCEPT}) as response:
+                await response.read()
+                return response.status, response.headers.get("Docker-Content-Digest", "")
+
+        tasks = [asyncio.create_task(one()) for _ in range(count)]
+        await asyncio.sleep(0)
+        start.set()
+        return await asyncio.gather(*tasks)
+
+
+def cold(ctx: Context, trials: int = 3, concurrency: int = 100) -> dict[str, Any]:
+    """100 concurrent first requests for one new token's manifest: how many reach upstream (counted there)."""
+    counts = []
+    for _ in range(trials):
+        answer = ctx.wave.submit(augmented_request(f"{ctx.counter.host}/{BUSYBOX}"))
+        name, tag = target_path(answer["targetImage"])
+        ctx.counter.reset()
+        results = asyncio.run(_concurrent_gets(f"{ctx.wave.url}/v2/{name}/manifests/{tag}", concurrency))
+        if {status for status, _ in results} != {200} or len({d for _, d in results}) != 1:
+            raise RuntimeError(f"cold requests: statuses {sorted({s for s, _ in results})}, "
+                               f"{len({d for _, d in results})} different digests")
+        counts.append(ctx.counter.fetches("GET", "manifests"))
+    return {"cold_upstream_fetches_per_100": max(counts), "cold_upstream_fetches_trials": counts}
+
+
+def token(ctx: Context) -> dict[str, Any]:
+    """Container requests per second for an image already checked upstream (each one issues a token)."""
+    body = orjson.dumps(augmented_request(ctx.registry.ref(BUSYBOX)))
+    ctx.wave.submit(orjson.loads(body))  # the image is now resolved (checked upstream)
+    url = f"{ctx.wave.url}/v1alpha2/container"
+    result = load.wrk(url, connections=ctx.connections, seconds=ctx.seconds, lua=load.post_lua(body))
+    if result.errors:
+        raise RuntimeError(f"{result.errors} container requests failed under load")
+    return {"token_rps": round(result.rps, 1), "token": result.as_dict()}
+
+
+def skopeo(ctx: Context) -> dict[str, Any]:
+    """``skopeo copy`` of the augmented busybox through wave, against the original directly (medians)."""
+    answer = ctx.wave.submit(augmented_request(ctx.registry.ref(BUSYBOX)))
+    dest = ctx.workdir / "skopeo-copy"
+    copy = "skopeo copy -q --src-tls-verify=false docker://{} dir:" + str(dest)
+    medians = load.hyperfine_median(
+        {"registry": copy.format(ctx.registry.ref(BUSYBOX)), "wave": copy.format(answer["targetImage"])},
+        runs=ctx.skopeo_runs, warmup=2, prepare=f"rm -rf {dest}")
+    return {
+        "skopeo_copy_ratio": round(medians["wave"] / medians["registry"], 3),
+        "skopeo_wave_ms": round(medians["wave"] * 1000, 1),
+        "skopeo_registry_ms": round(medians["registry"] * 1000, 1),
+    }
+
+
+SCENARIOS = {"manifest": manifest, "blob": blob, "cold": cold, "token": token, "skopeo": skopeo}
