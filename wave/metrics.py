@@ -107,6 +107,27 @@ async def _all(writes: list[Awaitable[object]]) -> None:
             raise result
 
 
+class CoalescedCounters:
+    """Counter increments made while a write is in flight are summed into the next write: a burst of pulls costs
+    one store call per key, not one per pull. Each caller waits for the write that holds its increment."""
+
+    def __init__(self, store: KeyValueStore) -> None:
+        self._store = store
+        self._pending: Counter[str] = Counter()
+        self._round: asyncio.Future[None] | None = None
+
+    async def add(self, keys: Iterable[str]) -> None:
+        self._pending.update(keys)
+        if self._round is None:
+            self._round = asyncio.ensure_future(self._write())
+        await asyncio.shield(self._round)
+
+    async def _write(self) -> None:
+        await asyncio.sleep(0)  # let the requests of this turn of the loop join
+        batch, self._pending, self._round = self._pending, Counter(), None
+        await _all([self._store.incr(key, amount) for key, amount in batch.items()])
+
+
 def _flag(value: bool) -> str:
     return "1" if value else "0"
 
@@ -121,6 +142,7 @@ class UsageMetrics:
     def __init__(self, store: KeyValueStore, settings: Settings, ops: OpsMetrics | None = None,
                  clock: Callable[[], date] = utc_today) -> None:
         self._store = store
+        self._counters = CoalescedCounters(store)
         self._fusion_hosts = frozenset(settings.fusion_hosts)
         self._ops = ops
         self._today = clock
@@ -170,7 +192,7 @@ class UsageMetrics:
             keys.append(f"metrics/{kind}/d/{day}")
             if org:
                 keys += [f"metrics/{kind}/o/{org}", f"metrics/{kind}/o/{org}/d/{day}"]
-        await _all([self._store.incr(key) for key in keys])
+        await self._counters.add(keys)
 
     async def _record(self, kind: RecordKind, flag: bool, ip: str | None, email: str | None) -> None:
         f = _flag(flag)

@@ -6,8 +6,10 @@ A token names one stored container request for its lifetime. Tokens are 128 rand
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -82,6 +84,7 @@ def new_token() -> str:
 class TokenStore:
     def __init__(self, store: KeyValueStore) -> None:
         self._store = store
+        self._reads = _SharedReads(self._read)
 
     @staticmethod
     def _key(token: str) -> str:
@@ -92,8 +95,12 @@ class TokenStore:
         await self._store.put(self._key(request.token), request.to_json(), ttl=ttl)
 
     async def get(self, token: str) -> ContainerRequest | None:
+        """The live request of a token; concurrent look-ups of one token share a store read."""
         if not token or len(token) > 64:
             return None
+        return await self._reads.get(token)
+
+    async def _read(self, token: str) -> ContainerRequest | None:
         data = await self._store.get(self._key(token))
         if data is None:
             return None
@@ -104,3 +111,40 @@ class TokenStore:
         existed = await self.get(token) is not None
         await self._store.delete(self._key(token))
         return existed
+
+
+class _SharedReads:
+    """Reads of one token that arrive together share one store read, and none sees a stale answer.
+
+    Every request is still answered by a store read that *starts after it arrived*: a request joins the next
+    read (one not started yet), never one already running. So a token revoked or expired in the store is
+    refused from the moment that is stored, on every replica, while a pull's many concurrent requests (and
+    many clients pulling one image) cost one read, one executor round trip and one parse per batch.
+    """
+
+    def __init__(self, read: Callable[[str], Awaitable[ContainerRequest | None]]) -> None:
+        self._read_store = read
+        self._next: dict[str, asyncio.Task[ContainerRequest | None]] = {}  # formed, not started: joinable
+        self._running: dict[str, asyncio.Task[ContainerRequest | None]] = {}
+
+    async def get(self, token: str) -> ContainerRequest | None:
+        batch = self._next.get(token)
+        if batch is None:
+            batch = asyncio.ensure_future(self._read(token, self._running.get(token)))
+            self._next[token] = batch
+        return await asyncio.shield(batch)  # a cancelled request never cancels the others' read
+
+    async def _read(self, token: str,
+                    previous: asyncio.Task[ContainerRequest | None] | None) -> ContainerRequest | None:
+        if previous is not None:
+            await asyncio.wait([previous])  # the read that was running when this batch formed
+        this = asyncio.current_task()
+        assert this is not None
+        if self._next.get(token) is this:  # from here on, newcomers form the next batch
+            del self._next[token]
+        self._running[token] = this  # type: ignore[assignment]
+        try:
+            return await self._read_store(token)
+        finally:
+            if self._running.get(token) is this:
+                del self._running[token]

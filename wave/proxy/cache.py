@@ -7,9 +7,13 @@ the warm path of a manifest request a dictionary look-up.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from wave.store import KeyValueStore
+
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}  # on every /v2/ response
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,15 @@ class CachedObject:
     media_type: str
     data: bytes
     digest: str
+    # What a response serving this object carries, built once: a warm manifest GET copies it and sends.
+    headers: CIMultiDictProxy[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        headers = CIMultiDict(API_VERSION)
+        headers["Docker-Content-Digest"] = self.digest
+        headers["Content-Type"] = self.media_type
+        headers["ETag"] = f'"{self.digest}"'
+        object.__setattr__(self, "headers", CIMultiDictProxy(headers))
 
 
 class ObjectCache:

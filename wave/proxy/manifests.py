@@ -130,28 +130,25 @@ class ManifestService:
         hit = self._resolutions.get(key)
         if hit is not None:
             return hit
-        stored = await self._store.get(self._key(request, tag))
-        if stored is not None:
-            resolution = Resolution.from_json(stored)
-        else:
-            pending = self._inflight.get(key)
-            if pending is None:
-                pending = asyncio.get_running_loop().create_future()
-                self._inflight[key] = pending
-                try:
-                    resolution = await self._resolve_upstream(request, tag)
-                    pending.set_result(resolution)
-                except BaseException as exc:
-                    pending.set_exception(exc)
-                    pending.exception()  # retrieved: waiters get it, nobody is warned about it
-                    raise
-                finally:
-                    del self._inflight[key]
-            else:
-                resolution = await asyncio.shield(pending)
-        self._resolutions[key] = resolution
-        while len(self._resolutions) > 4096:
-            self._resolutions.popitem(last=False)
+        pending = self._inflight.get(key)
+        if pending is not None:  # joined before the store read, so concurrent cold requests go upstream once
+            return await asyncio.shield(pending)
+        pending = asyncio.get_running_loop().create_future()
+        self._inflight[key] = pending
+        try:
+            stored = await self._store.get(self._key(request, tag))
+            resolution = Resolution.from_json(stored) if stored is not None else \
+                await self._resolve_upstream(request, tag)
+            self._resolutions[key] = resolution  # before the waiters wake: later requests hit memory
+            while len(self._resolutions) > 4096:
+                self._resolutions.popitem(last=False)
+            pending.set_result(resolution)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved: waiters get it, nobody is warned about it
+            raise
+        finally:
+            del self._inflight[key]
         return resolution
 
     async def _resolve_upstream(self, request: ContainerRequest, tag: str) -> Resolution:
