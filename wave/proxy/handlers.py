@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 from aiohttp import web
 
 from wave import keys
@@ -13,12 +14,12 @@ from wave.oci.digest import is_digest
 from wave.oci.mediatypes import IMAGE_MANIFEST_TYPES, parse_accept
 from wave.oci.reference import TAG_RE
 from wave.proxy.blobs import LocalBlob, RedirectBlob
+from wave.proxy.cache import API_VERSION
+from wave.proxy.streaming import relay
 from wave.tokens import ContainerRequest
 
 log = logging.getLogger("wave.proxy")
 _background: set[asyncio.Task[None]] = set()
-API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
-STREAM_CHUNK = 1 << 18
 _PASSED_BLOB_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "Docker-Content-Digest", "ETag",
                         "Content-Type")
 
@@ -44,15 +45,13 @@ async def manifest(request: web.Request) -> web.Response:
     manifests = request.app[keys.MANIFESTS]
     if is_digest(reference):
         obj = await manifests.by_digest(container, reference)
-    elif TAG_RE.match(reference):
+    elif TAG_RE.fullmatch(reference):
         obj = await manifests.by_tag(container, reference, parse_accept(request.headers.getall("Accept", [])))
     else:
         raise DigestInvalid(f"invalid manifest reference {reference!r}")
     if request.method == "GET" and obj.media_type in IMAGE_MANIFEST_TYPES:
         _record_pull(request, container)
-    headers = {**API_VERSION, "Docker-Content-Digest": obj.digest, "Content-Type": obj.media_type,
-               "ETag": f'"{obj.digest}"'}
-    return web.Response(body=obj.data, headers=headers)  # aiohttp sends no body for HEAD
+    return web.Response(body=obj.data, headers=obj.headers)  # aiohttp sends no body for HEAD
 
 
 def _record_pull(request: web.Request, container: ContainerRequest) -> None:
@@ -93,8 +92,17 @@ async def blob(request: web.Request) -> web.StreamResponse:
             await response.prepare(request)
             return response
         await response.prepare(request)
-        async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
-            await response.write(chunk)
+        try:
+            await relay(upstream, request, response, request.app[keys.SETTINGS].upstream_read_timeout)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The status line is sent: all that is left is to cut the connection, so the client sees a short
+            # body (and its digest check fails) instead of waiting for bytes that will never come.
+            log.warning("upstream %s broke off blob %s: %s", container.image.registry, digest, type(exc).__name__)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        except ConnectionResetError:  # the client went away: nothing to answer
+            return response
         await response.write_eof()
         return response
     finally:

@@ -39,6 +39,9 @@ log = logging.getLogger("wave.registry")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_MANIFEST_SIZE = 4 << 20
 MAX_REDIRECTS = 3
+# How much of a streamed blob may wait in wave between upstream and the client (twice this, then upstream
+# is paused): bigger means fewer pause/resume cycles and socket reads per byte, at a bounded memory cost.
+BLOB_READ_BUFSIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ class RegistryClient:
                         method: str = "GET") -> aiohttp.ClientResponse:
         """An unread upstream blob response (200, 206 or a redirect); the caller streams and releases it."""
         headers = {"Range": range_header} if range_header else {}
-        response = await self._request(method, ref, f"blobs/{digest}", headers, follow=False)
+        response = await self._request(method, ref, f"blobs/{digest}", headers, follow=False,
+                                       read_bufsize=BLOB_READ_BUFSIZE)
         if response.status in (301, 302, 303, 307, 308) or response.status in (200, 206, 416):
             return response
         async with response:
@@ -162,7 +166,7 @@ class RegistryClient:
         return creds.get(ref.registry) or creds.get(ref.endpoint)
 
     async def _request(self, method: str, ref: ImageRef, path: str, headers: dict[str, str], *,
-                       follow: bool) -> aiohttp.ClientResponse:
+                       follow: bool, read_bufsize: int | None = None) -> aiohttp.ClientResponse:
         """Send with auth; on 401 learn the challenge and retry once with fresh credentials."""
         url = f"{self._base_url(ref)}/v2/{ref.repository}/{path}"
         creds = self._credentials(ref)
@@ -170,7 +174,7 @@ class RegistryClient:
         for _ in range(2):
             auth = await self._authorization(ref, creds, fresh)
             sent = {**headers, **({"Authorization": auth} if auth else {})}
-            response = await self._send(method, url, sent, ref)
+            response = await self._send(method, url, sent, ref, read_bufsize)
             if response.status != 401:
                 break
             challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
@@ -186,17 +190,19 @@ class RegistryClient:
             response.release()
             same_host = urlsplit(location).netloc == urlsplit(url).netloc
             redirected = {k: v for k, v in sent.items() if same_host or k != "Authorization"}
-            response = await self._send(method, location, redirected, ref)
+            response = await self._send(method, location, redirected, ref, read_bufsize)
             url, hops = location, hops + 1
         return response
 
-    async def _send(self, method: str, url: str, headers: dict[str, str], ref: ImageRef) -> aiohttp.ClientResponse:
+    async def _send(self, method: str, url: str, headers: dict[str, str], ref: ImageRef,
+                    read_bufsize: int | None = None) -> aiohttp.ClientResponse:
         """One request with retries on connection errors, 429 and 5xx (all wave's requests are idempotent)."""
         attempts = max(1, self._settings.upstream_retries)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                response = await self._session.request(method, url, headers=headers, allow_redirects=False)
+                response = await self._session.request(method, url, headers=headers, allow_redirects=False,
+                                                       read_bufsize=read_bufsize)
             except TimeoutError:
                 if last:
                     log.warning("upstream %s timed out: %s %s", ref.registry, method, _path_of(url))

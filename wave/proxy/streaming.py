@@ -1,0 +1,152 @@
+"""Streaming an upstream blob to the client.
+
+:func:`relay` moves the bytes of a plain-TCP upstream to a plain-TCP client inside the kernel (``splice`` through
+a pipe: no copy into Python, no per-chunk Python work); anything else (TLS on either side, chunked upstream
+bodies, small blobs, other systems) goes chunk by chunk through aiohttp, as read. Memory stays bounded either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import socket
+
+import aiohttp
+from aiohttp import web
+
+SPLICE_MIN = 1 << 20  # below this, setting up a pipe costs more than copying through Python
+PIPE_SIZE = 1 << 20  # bytes in flight in the kernel between upstream and the client
+YIELD_EVERY = 4 << 20  # bytes moved without waiting before other requests get a turn on the loop
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+
+
+async def relay(upstream: aiohttp.ClientResponse, request: web.Request, response: web.StreamResponse,
+                read_timeout: float | None) -> None:
+    """Send the rest of ``upstream``'s body to the client; the caller prepared ``response`` and ends it."""
+    sockets = _spliceable(upstream, request, response)
+    if sockets is None:
+        async for chunk, _ in upstream.content.iter_chunks():  # each as read: no re-slicing, no joining
+            if chunk:
+                await response.write(chunk)
+        return
+    up_transport, down_transport = sockets
+    assert upstream.content_length is not None
+    # What aiohttp read already goes first; then upstream's socket is ours (nothing runs in between).
+    head = upstream.content.read_nowait()
+    remaining = max(0, upstream.content_length - upstream.content.total_bytes)
+    up_transport.pause_reading()
+    # Our own descriptors: the loop's selector refuses a transport's, and closing ours never closes theirs.
+    up, down = os.dup(_fd(up_transport)), -1
+    upstream.close()  # its bytes are ours now: the connection can never go back to the pool
+    try:
+        down = os.dup(_fd(down_transport))
+        await response.write(head)  # also sends the headers aiohttp may still hold
+        await _flush(request, down_transport)
+        await _splice(up, down, remaining, read_timeout)
+    finally:
+        os.close(up)
+        if down >= 0:
+            os.close(down)
+
+
+def _spliceable(upstream: aiohttp.ClientResponse, request: web.Request,
+                response: web.StreamResponse) -> tuple[asyncio.Transport, asyncio.Transport] | None:
+    """Both transports when the body can be spliced: plain TCP both ends, a fixed length, passed as is."""
+    if not hasattr(os, "splice") or upstream.connection is None:
+        return None
+    length = upstream.content_length
+    if (length is None or length < SPLICE_MIN or "Transfer-Encoding" in upstream.headers
+            or response.chunked or response.compression or response.content_length != length):
+        return None
+    up, down = upstream.connection.transport, request.transport
+    for transport in (up, down):
+        if transport is None or transport.is_closing() or transport.get_extra_info("sslcontext") is not None \
+                or transport.get_extra_info("ssl_object") is not None:
+            return None
+        sock = transport.get_extra_info("socket")  # what the transport reads and writes: no TLS above it
+        if sock is None or sock.type != socket.SOCK_STREAM or sock.fileno() < 0:
+            return None
+    return up, down  # type: ignore[return-value]
+
+
+def _fd(transport: asyncio.BaseTransport) -> int:
+    return int(transport.get_extra_info("socket").fileno())
+
+
+async def _flush(request: web.Request, transport: asyncio.Transport) -> None:
+    """Wait until the client's transport has sent everything aiohttp gave it (headers, the first bytes)."""
+    if transport.get_write_buffer_size() == 0:
+        return
+    low, high = transport.get_write_buffer_limits()
+    transport.set_write_buffer_limits(high=0, low=0)  # paused until empty: drain() waits for exactly that
+    try:
+        await request.writer.drain()
+    finally:
+        transport.set_write_buffer_limits(high=high, low=low)
+
+
+async def _splice(up: int, down: int, remaining: int, read_timeout: float | None) -> None:
+    """Move ``remaining`` bytes from one socket to the other through a pipe, waiting on the event loop."""
+    loop = asyncio.get_running_loop()
+    pipe_r, pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        with contextlib.suppress(OSError):  # the default 64 KiB pipe works too, only slower
+            fcntl.fcntl(pipe_w, _F_SETPIPE_SZ, PIPE_SIZE)
+        in_pipe = unyielded = 0
+        while remaining or in_pipe:
+            moved = False
+            if remaining and in_pipe < PIPE_SIZE:
+                try:
+                    n = os.splice(up, pipe_w, min(remaining, PIPE_SIZE - in_pipe), flags=_SPLICE_FLAGS)
+                except BlockingIOError:
+                    pass
+                else:
+                    if n == 0:
+                        raise aiohttp.ClientPayloadError(f"upstream closed the connection {remaining} bytes early")
+                    remaining, in_pipe, moved = remaining - n, in_pipe + n, True
+            if in_pipe:
+                try:
+                    n = os.splice(pipe_r, down, in_pipe, flags=_SPLICE_FLAGS)
+                except BlockingIOError:
+                    pass
+                except OSError as exc:  # the client went away
+                    raise ConnectionResetError(f"cannot write to the client: {exc.strerror}") from None
+                else:
+                    in_pipe, moved, unyielded = in_pipe - n, True, unyielded + n
+            if unyielded >= YIELD_EVERY:  # both ends are fast: never hold the loop for a whole blob
+                unyielded = 0
+                await asyncio.sleep(0)
+            if not moved:  # wait for whichever end can move bytes first; a slow client has no time limit
+                try:
+                    async with asyncio.timeout(None if in_pipe else read_timeout):
+                        await _ready(loop, up if remaining and in_pipe < PIPE_SIZE else None,
+                                     down if in_pipe else None)
+                except TimeoutError:
+                    raise aiohttp.ServerTimeoutError("Timeout on reading data from socket") from None
+    finally:
+        os.close(pipe_r)
+        os.close(pipe_w)
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable: int | None) -> None:
+    """Until ``readable`` can be read or ``writable`` written (either may be None)."""
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    if readable is not None:
+        loop.add_reader(readable, wake)
+    if writable is not None:
+        loop.add_writer(writable, wake)
+    try:
+        await ready
+    finally:
+        if readable is not None:
+            loop.remove_reader(readable)
+        if writable is not None:
+            loop.remove_writer(writable)
