@@ -43,8 +43,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     try:
         client = RegistryClient(session, settings)
         tokens = TokenStore(store)
-        cache = ObjectCache(store)
-        usage = UsageMetrics(store, settings, ops=app[keys.OPS])
+        ops_metrics = app[keys.OPS]
+        cache = ObjectCache(store, on_lookup=lambda hit: ops_metrics.cache_lookup("objects", hit))
+        usage = UsageMetrics(store, settings, ops=ops_metrics)
         builds = BuildService(settings, store, storage, create_launcher(settings),
                               lambda ref: client.exists(parse_reference(ref)), events=usage)
         manifests = ManifestService(settings, client, store, cache, BuildGate(builds, settings.build_timeout))

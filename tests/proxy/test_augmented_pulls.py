@@ -198,3 +198,13 @@ def test_concurrent_cold_requests_resolve_upstream_once(wave: WaveServer, regist
 
     assert len(wave.call(many())) == 1
     assert manifests.upstream_resolutions - before == 1
+
+
+def test_prometheus_shows_object_cache_hits_after_a_pull(wave: WaveServer, registry: Registry,
+                                                         tmp_path: Path) -> None:
+    answer = wave.submit(augmented(registry, "library/busybox:latest"))
+    skopeo_copy(answer["targetImage"], tmp_path / "copy")
+    text = wave.request("GET", "/metrics").body.decode()
+    hits = next(line for line in text.splitlines()
+                if line.startswith('wave_cache_lookups_total{cache="objects",result="hit"}'))
+    assert float(hits.rsplit(" ", 1)[1]) >= 2  # the augmented manifest and its config were served from cache

@@ -7,6 +7,7 @@ the warm path of a manifest request a dictionary look-up.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -33,17 +34,21 @@ class CachedObject:
 
 
 class ObjectCache:
-    def __init__(self, store: KeyValueStore, memory_items: int = 2048) -> None:
+    def __init__(self, store: KeyValueStore, memory_items: int = 2048,
+                 on_lookup: Callable[[bool], None] | None = None) -> None:
         self._store = store
         self._memory: OrderedDict[str, CachedObject] = OrderedDict()
         self._memory_items = memory_items
+        self._on_lookup = on_lookup or (lambda hit: None)  # hit/miss accounting (Prometheus)
 
     async def get(self, digest: str) -> CachedObject | None:
         hit = self._memory.get(digest)
         if hit is not None:
             self._memory.move_to_end(digest)
+            self._on_lookup(True)
             return hit
         data = await self._store.get(f"object/{digest}")
+        self._on_lookup(data is not None)
         if data is None:
             return None
         media_type, _, body = data.partition(b"\n")
