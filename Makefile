@@ -19,9 +19,9 @@ run: $(STAMP)  ## start wave on http://127.0.0.1:9090 with the embedded store
 test: $(STAMP)  ## the whole suite: unit tests and real registries, clients, builders, Redis and S3
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff and mypy
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check wave || true
+	$(VENV)/bin/mypy wave
 
 bench: $(STAMP)  ## benchmarks against the upstream registry; writes $(BENCH_OUT)
 	$(PY) -m tests.bench

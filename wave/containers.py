@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 from wave.api.locations import check_layer_location
 from wave.api.schema import SubmitRequest
@@ -19,17 +18,22 @@ from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, Regist
 from wave.oci import augment
 from wave.oci.layers import InvalidLayer, verify_inline_layer
 from wave.oci.mediatypes import is_index
+from wave.oci.models import uses_fusion
 from wave.oci.platform import parse_platform
 from wave.oci.reference import ImageRef, parse_reference
 from wave.registry.client import RegistryClient
 from wave.tokens import ContainerRequest, TokenStore, iso_time, new_token
+
+if TYPE_CHECKING:
+    from wave.builds import BuildService
+    from wave.metrics import UsageMetrics
 
 log = logging.getLogger("wave.containers")
 
 
 class ContainerService:
     def __init__(self, settings: Settings, tokens: TokenStore, client: RegistryClient,
-                 builds: Any = None, events: Any = None) -> None:
+                 builds: BuildService | None = None, events: UsageMetrics | None = None) -> None:
         self._settings = settings
         self._tokens = tokens
         self._client = client
@@ -41,27 +45,18 @@ class ContainerService:
         """Answer a container request with the contract's response fields."""
         await self._check_layers(request)
         build_id, cached = None, None
-        if request.is_build:
+        if request.is_build or request.freeze:
             if self._builds is None:
-                raise BadRequest("container builds are not available on this wave service")
+                raise BadRequest("container builds (and freeze) are not available on this wave service")
             ticket = await self._builds.submit(request)
-            build_id, cached = ticket.build_id, ticket.cached
-            image_text = ticket.target_image
-            if request.freeze:
-                response = {"targetImage": ticket.target_image, "buildId": build_id, "cached": cached,
-                            "freeze": True}
-                await self._record(request, None, build_id)
-                return response
+            if request.freeze:  # the answer is the real image, pushed to the build repository: no token
+                await self._record(request, None, ticket.build_id)
+                return {"targetImage": ticket.target_image, "buildId": ticket.build_id, "cached": ticket.cached,
+                        "freeze": True}
+            build_id, cached, image_text = ticket.build_id, ticket.cached, ticket.target_image
         else:
             assert request.container_image is not None
             image_text = request.container_image
-            if request.freeze:
-                if self._builds is None:
-                    raise BadRequest("freeze needs container builds, which are not available on this service")
-                ticket = await self._builds.submit(request)
-                await self._record(request, None, ticket.build_id)
-                return {"targetImage": ticket.target_image, "buildId": ticket.build_id,
-                        "cached": ticket.cached, "freeze": True}
             await self._check_source(parse_reference(image_text), request)
         image = parse_reference(image_text)
         now = time.time()
@@ -75,7 +70,7 @@ class ContainerService:
             build_id=build_id,
             user_email=request.user_email,
             client_ip=request.client_ip,
-            fusion=self._uses_fusion(request),
+            fusion=uses_fusion(request.container_config, self._settings.fusion_hosts),
             source_image=request.container_image,
         )
         if not request.dry_run:
@@ -97,11 +92,6 @@ class ContainerService:
                       build_id: str | None) -> None:
         if self._events is not None:
             await self._events.container_requested(request, container, build_id)
-
-    def _uses_fusion(self, request: SubmitRequest) -> bool:
-        hosts = set(self._settings.fusion_hosts)
-        return any(urlsplit(layer.location).hostname in hosts
-                   for layer in request.container_config.layers if not layer.is_inline)
 
     async def _check_layers(self, request: SubmitRequest) -> None:
         for i, layer in enumerate(request.container_config.layers):

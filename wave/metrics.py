@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
 
 from wave.errors import BadRequest
+from wave.oci.models import uses_fusion
 
 if TYPE_CHECKING:
     from wave.api.schema import SubmitRequest
@@ -152,7 +152,8 @@ class UsageMetrics:
     async def container_requested(self, request: SubmitRequest, container: ContainerRequest | None,
                                   build_id: str | None) -> None:
         """A container request: the v1alpha1 "pull" record (the contract counts requests, not downloads)."""
-        fusion = container.fusion if container is not None else self._uses_fusion(request)
+        fusion = container.fusion if container is not None else uses_fusion(request.container_config,
+                                                                                self._fusion_hosts)
         await self._safely("container request", self._record("pulls", fusion, request.client_ip,
                                                                request.user_email))
 
@@ -173,10 +174,6 @@ class UsageMetrics:
         if self._ops is not None:
             self._ops.build_state("succeeded" if succeeded else "failed")
         await self._safely("build outcome", self._record("builds", succeeded, client_ip, user_email))
-
-    def _uses_fusion(self, request: SubmitRequest) -> bool:
-        return any(urlsplit(layer.location).hostname in self._fusion_hosts
-                   for layer in request.container_config.layers if not layer.is_inline)
 
     @staticmethod
     async def _safely(what: str, work: Awaitable[None]) -> None:

@@ -54,7 +54,7 @@ async def check_layer_location(url: str, allowed: tuple[str, ...], field: str) -
                                                                   type=socket.SOCK_STREAM)
         except OSError:
             raise BadRequest(f"{field}: cannot resolve host {host}") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if _allowed(host, addresses, allowed):
         return
     if host.lower() in _METADATA_HOSTS or any(_is_internal(a) for a in addresses):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -31,3 +33,9 @@ class ContainerConfig:
     def is_empty(self) -> bool:
         return not (self.entrypoint is not None or self.cmd is not None or self.env or self.working_dir
                     or self.layers)
+
+
+def uses_fusion(config: ContainerConfig, fusion_hosts: Iterable[str]) -> bool:
+    """Whether a request injects Fusion: one of its layers comes from a Fusion host (usage metrics count it)."""
+    hosts = set(fusion_hosts)
+    return any(urlsplit(layer.location).hostname in hosts for layer in config.layers if not layer.is_inline)

@@ -57,7 +57,8 @@ class RedisStore:
             raise Unavailable("the state store (redis) failed; retry shortly") from None
 
     async def get(self, key: str) -> bytes | None:
-        return await self._call(lambda: self._redis.get(PREFIX + key))
+        value = await self._call(lambda: self._redis.get(PREFIX + key))
+        return value.encode() if isinstance(value, str) else value  # bytes: the client never decodes
 
     async def put(self, key: str, value: bytes, ttl: float | None = None) -> None:
         await self._call(lambda: self._redis.set(PREFIX + key, value, px=_ms(ttl)))
@@ -84,7 +85,7 @@ class RedisStore:
 
     async def hgetall(self, key: str) -> dict[str, int]:
         raw = await self._call(lambda: self._redis.hgetall(PREFIX + key))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
 
     async def ping(self) -> None:
         await self._call(lambda: self._redis.ping())
