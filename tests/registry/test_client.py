@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from wave.config import load_settings
-from wave.errors import Denied, DigestInvalid, ManifestUnknown, UpstreamUnavailable
+from wave.errors import Denied, DigestInvalid, ManifestInvalid, ManifestUnknown, UpstreamUnavailable
 from wave.oci.reference import parse_reference
 from wave.registry.client import RegistryClient
 
@@ -33,7 +34,8 @@ class Upstream:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(request)
-        return self.handler(request)
+        answer = self.handler(request)
+        return await answer if inspect.isawaitable(answer) else answer
 
 
 async def _server(upstream: Upstream) -> TestServer:
@@ -147,7 +149,8 @@ async def test_redirect_to_another_host_drops_the_authorization(client_factory: 
             raise web.HTTPTemporaryRedirect(f"http://localhost:{cdn_server.port}/signed/manifest?sig=abc")
 
         origin.handler = origin_handler
-        client = client_factory(registry_credentials={f"127.0.0.1:{origin_server.port}": ("alice", "secret")})
+        client = client_factory(registry_credentials={f"127.0.0.1:{origin_server.port}": ("alice", "secret")},
+                                layer_allowed_hosts=("localhost",))  # the operator trusts this internal "CDN"
         manifest = await client.get_manifest(ref(origin_server))
         assert manifest.data == MANIFEST
         assert cdn.seen and all("Authorization" not in r.headers for r in cdn.seen)
@@ -162,3 +165,32 @@ async def test_digest_reference_is_verified(upstream: Any, client_factory: Any) 
     assert (await client_factory().get_manifest(ref(server, f"library/busybox@{good}"))).digest == good
     with pytest.raises(DigestInvalid):
         await client_factory().get_manifest(ref(server, "library/busybox@sha256:" + "2" * 64))
+
+
+async def test_redirect_or_token_realm_to_an_internal_address_is_refused(upstream: Any, client_factory: Any) -> None:
+    registry, server = upstream
+    registry.handler = lambda request: web.Response(status=302, headers={
+        "Location": "http://169.254.169.254/latest/meta-data/iam/security-credentials/"})
+    with pytest.raises(Denied, match="internal address"):
+        await client_factory().get_manifest(ref(server))
+    registry.handler = lambda request: web.Response(status=401, headers={
+        "WWW-Authenticate": 'Bearer realm="http://10.0.0.1/token",service="x"'})
+    with pytest.raises(Denied, match="internal address"):
+        await client_factory().get_manifest(ref(server))
+    assert all(r.path.startswith("/v2/") for r in registry.seen)
+
+
+async def test_a_manifest_without_length_is_read_only_up_to_the_limit(upstream: Any, client_factory: Any) -> None:
+    registry, server = upstream
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": OCI})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(6):  # 6 MiB, chunked: no Content-Length to refuse it by
+            await response.write(b" " * (1 << 20))
+        return response
+
+    registry.handler = endless  # type: ignore[assignment]
+    with pytest.raises(ManifestInvalid, match="larger than"):
+        await client_factory().get_manifest(ref(server))

@@ -63,6 +63,7 @@ class TokenCache:
     """Bearer tokens per (registry, repository, credentials) until shortly before they expire."""
 
     MARGIN = 10.0
+    MAX_ENTRIES = 10_000  # keys come from user-chosen registries and repositories: keep memory bounded
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
@@ -76,7 +77,11 @@ class TokenCache:
 
     def put(self, registry: str, repository: str, creds: str, token: str, expires_in: float) -> None:
         lifetime = max(expires_in - self.MARGIN, 1.0)
-        self._tokens[(registry, repository, creds)] = (token, self._clock() + lifetime)
+        key = (registry, repository, creds)
+        self._tokens.pop(key, None)
+        if len(self._tokens) >= self.MAX_ENTRIES:
+            self._tokens.pop(next(iter(self._tokens)))  # the oldest entry
+        self._tokens[key] = (token, self._clock() + lifetime)
 
     def drop(self, registry: str, repository: str, creds: str) -> None:
         self._tokens.pop((registry, repository, creds), None)

@@ -17,6 +17,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 import orjson
 
+from wave.addresses import InternalAddress, check_public
 from wave.config import Settings
 from wave.errors import (
     BlobUnknown,
@@ -39,6 +40,10 @@ log = logging.getLogger("wave.registry")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_MANIFEST_SIZE = 4 << 20
 MAX_REDIRECTS = 3
+MAX_TAGS_SIZE = 16 << 20
+MAX_TOKEN_SIZE = 1 << 20
+MAX_REGISTRIES = 1024  # challenges remembered; registries are chosen by users, so the memory is bounded
+REDIRECTS = (301, 302, 303, 307, 308)
 # How much of a streamed blob may wait in wave between upstream and the client (twice this, then upstream
 # is paused): bigger means fewer pause/resume cycles and socket reads per byte, at a bounded memory cost.
 BLOB_READ_BUFSIZE = 1 << 20
@@ -78,6 +83,9 @@ class RegistryClient:
         self._challenges: dict[str, Challenge] = {}
         self._tokens = TokenCache()
         self._insecure = set(settings.insecure_registries)
+        # hosts an upstream may send wave to although they are internal: what the operator configured
+        configured = (*settings.insecure_registries, *settings.registry_credentials)
+        self._trusted = (*settings.layer_allowed_hosts, *(host.rsplit(":", 1)[0] for host in configured))
 
     # --- public API ---------------------------------------------------------------------------------
 
@@ -87,9 +95,9 @@ class RegistryClient:
                                        follow=True)
         async with response:
             self._raise_for_status(response, ref, "manifest")
-            if (response.content_length or 0) > MAX_MANIFEST_SIZE:
-                raise ManifestInvalid(f"manifest of {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
-            data = await response.read()
+            data = await read_capped(response, MAX_MANIFEST_SIZE)
+        if data is None:
+            raise ManifestInvalid(f"manifest of {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
         try:
             document = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -126,10 +134,8 @@ class RegistryClient:
         response = await self._request("GET", ref, f"blobs/{digest}", {}, follow=True)
         async with response:
             self._raise_for_status(response, ref, "blob", digest)
-            if (response.content_length or 0) > max_size:
-                raise ManifestInvalid(f"config blob {digest} of {ref} is larger than {max_size} bytes")
-            data = await response.content.read(max_size + 1)
-        if len(data) > max_size:
+            data = await read_capped(response, max_size)
+        if data is None:
             raise ManifestInvalid(f"config blob {digest} of {ref} is larger than {max_size} bytes")
         if digest.startswith("sha256:") and sha256_digest(data) != digest:
             raise DigestInvalid(f"upstream sent blob {digest} of {ref} with another digest")
@@ -141,7 +147,7 @@ class RegistryClient:
         headers = {"Range": range_header} if range_header else {}
         response = await self._request(method, ref, f"blobs/{digest}", headers, follow=False,
                                        read_bufsize=BLOB_READ_BUFSIZE)
-        if response.status in (301, 302, 303, 307, 308) or response.status in (200, 206, 416):
+        if response.status in (*REDIRECTS, 200, 206, 416):
             return response
         async with response:
             self._raise_for_status(response, ref, "blob", digest)
@@ -152,7 +158,10 @@ class RegistryClient:
         response = await self._request("GET", ref, path, {}, follow=True)
         async with response:
             self._raise_for_status(response, ref, "tags")
-            return await response.read(), response.headers.get("Link")
+            data = await read_capped(response, MAX_TAGS_SIZE)
+            if data is None:
+                raise UpstreamUnavailable(f"the tag list of {ref.registry}/{ref.repository} is too large")
+            return data, response.headers.get("Link")
 
     # --- plumbing -----------------------------------------------------------------------------------
 
@@ -181,18 +190,38 @@ class RegistryClient:
             if challenge is None or (fresh and auth):
                 break
             response.release()
+            if len(self._challenges) >= MAX_REGISTRIES and ref.endpoint not in self._challenges:
+                self._challenges.pop(next(iter(self._challenges)))
             self._challenges[ref.endpoint] = challenge
             self._tokens.drop(ref.endpoint, ref.repository, credentials_id(creds))
             fresh = True
         hops = 0
-        while follow and response.status in (301, 302, 303, 307, 308) and hops < MAX_REDIRECTS:
+        while follow and response.status in REDIRECTS and hops < MAX_REDIRECTS:
             location = urljoin(url, response.headers.get("Location", ""))
             response.release()
             same_host = urlsplit(location).netloc == urlsplit(url).netloc
+            await self._check_target(location, url, ref, "redirected")
             redirected = {k: v for k, v in sent.items() if same_host or k != "Authorization"}
             response = await self._send(method, location, redirected, ref, read_bufsize)
             url, hops = location, hops + 1
         return response
+
+    async def _check_target(self, target: str, origin: str, ref: ImageRef, how: str) -> None:
+        """A URL an upstream sent wave to (a redirect, a token realm) may not lead to an internal address,
+        unless it stays on the registry's own host or the operator trusts it."""
+        target_parts = urlsplit(target)
+        host = target_parts.hostname
+        if target_parts.scheme not in ("http", "https") or not host:
+            raise UpstreamUnavailable(f"registry {ref.registry} {how} wave to an invalid URL")
+        if host == urlsplit(origin).hostname:
+            return
+        try:
+            await check_public(host, target_parts.port or 443, self._trusted)
+        except InternalAddress:
+            log.warning("registry %s %s wave to internal host %s: refused", ref.registry, how, host)
+            raise Denied(f"registry {ref.registry} {how} wave to an internal address, which is not allowed") from None
+        except OSError:
+            raise UpstreamUnavailable(f"registry {ref.registry} {how} wave to {host}, which does not resolve") from None
 
     async def _send(self, method: str, url: str, headers: dict[str, str], ref: ImageRef,
                     read_bufsize: int | None = None) -> aiohttp.ClientResponse:
@@ -243,6 +272,7 @@ class RegistryClient:
             query["service"] = challenge.params["service"]
         realm = challenge.realm or ""
         url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
+        await self._check_target(url, self._base_url(ref), ref, "sent")
         headers = {"Authorization": basic_header(*creds)} if creds else {}
         response = await self._send("GET", url, headers, ref)
         async with response:
@@ -254,7 +284,7 @@ class RegistryClient:
                     f"the token service of registry {ref.registry} answered {response.status}"
                 )
             try:
-                body: dict[str, Any] = orjson.loads(await response.read())
+                body: dict[str, Any] = orjson.loads(await read_capped(response, MAX_TOKEN_SIZE) or b"")
             except orjson.JSONDecodeError:
                 raise UpstreamUnavailable(f"the token service of registry {ref.registry} sent no JSON") from None
         token = body.get("token") or body.get("access_token")
@@ -282,6 +312,19 @@ class RegistryClient:
         else:
             error = UpstreamUnavailable(f"registry {ref.registry} answered {status} for {subject}")
         raise error
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None once it passes ``limit`` bytes (whatever Content-Length says, or omits)."""
+    if (response.content_length or 0) > limit:
+        return None
+    chunks, total = [], 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _path_of(url: str) -> str:
