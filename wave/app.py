@@ -56,7 +56,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[keys.TOKENS] = tokens
         app[keys.BUILDS] = builds
         app[keys.MANIFESTS] = manifests
-        app[keys.BLOBS] = BlobService(client, cache, manifests)
+        app[keys.BLOBS] = BlobService(client, cache, manifests, tokens)
         app[keys.EVENTS] = usage
         app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds, events=usage)
         yield

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from wave.api.locations import check_layer_location
@@ -18,7 +19,7 @@ from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, Regist
 from wave.oci import augment
 from wave.oci.layers import InvalidLayer, verify_inline_layer
 from wave.oci.mediatypes import is_index
-from wave.oci.models import uses_fusion
+from wave.oci.models import ContainerConfig, Layer, uses_fusion
 from wave.oci.platform import parse_platform
 from wave.oci.reference import ImageRef, parse_reference
 from wave.registry.client import RegistryClient
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
     from wave.metrics import UsageMetrics
 
 log = logging.getLogger("wave.containers")
+
+
+def _without_inline_data(config: ContainerConfig) -> ContainerConfig:
+    """The config as a token keeps it: inline layers by descriptor only (``data:``), their bytes stored apart."""
+    layers = tuple(replace(layer, location="data:") if layer.is_inline else layer for layer in config.layers)
+    return replace(config, layers=layers)
 
 
 class ContainerService:
@@ -43,7 +50,7 @@ class ContainerService:
 
     async def submit(self, request: SubmitRequest) -> dict[str, Any]:
         """Answer a container request with the contract's response fields."""
-        await self._check_layers(request)
+        inline_layers = await self._check_layers(request)
         build_id, cached = None, None
         if request.is_build or request.freeze:
             if self._builds is None:
@@ -63,7 +70,7 @@ class ContainerService:
         container = ContainerRequest(
             token=new_token(),
             image=image,
-            config=request.container_config,
+            config=_without_inline_data(request.container_config),
             platform=parse_platform(request.platform),
             created=now,
             expires=now + self._settings.token_ttl,
@@ -74,6 +81,8 @@ class ContainerService:
             source_image=request.container_image,
         )
         if not request.dry_run:
+            for layer, data in inline_layers:  # kept apart from the token record, which every pull reads
+                await self._tokens.save_layer(layer.gzip_digest, data, self._settings.token_ttl)
             await self._tokens.save(container)
             await self._record(request, container, build_id)
         reference = f"@{image.digest}" if image.digest else f":{image.tag}"
@@ -93,17 +102,21 @@ class ContainerService:
         if self._events is not None:
             await self._events.container_requested(request, container, build_id)
 
-    async def _check_layers(self, request: SubmitRequest) -> None:
+    async def _check_layers(self, request: SubmitRequest) -> list[tuple[Layer, bytes]]:
+        """Verify every layer; returns the inline layers with their bytes, to be served by digest."""
+        inline = []
         for i, layer in enumerate(request.container_config.layers):
             where = f"containerConfig.layers[{i}]"
             if layer.is_inline:
                 try:
-                    await asyncio.to_thread(verify_inline_layer, layer, self._settings.max_inline_layer_size)
+                    data = await asyncio.to_thread(verify_inline_layer, layer, self._settings.max_inline_layer_size)
                 except InvalidLayer as exc:
                     raise BadRequest(f"{where}: {exc}") from None
+                inline.append((layer, data))
             else:
                 await check_layer_location(layer.location, self._settings.layer_allowed_hosts,
                                            f"{where}.location")
+        return inline
 
     async def _check_source(self, ref: ImageRef, request: SubmitRequest) -> None:
         """The image exists upstream with wave's credentials, and has the platform an augmentation needs."""

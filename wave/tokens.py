@@ -107,6 +107,13 @@ class TokenStore:
         request = ContainerRequest.from_json(data)
         return request if request.expires > time.time() else None
 
+    async def save_layer(self, digest: str, data: bytes, ttl: float) -> None:
+        """An inline layer's bytes, kept beside the token records (which every pull reads) rather than in them."""
+        await self._store.put(f"layer/{digest}", data, ttl=ttl)
+
+    async def layer(self, digest: str) -> bytes | None:
+        return await self._store.get(f"layer/{digest}")
+
     async def revoke(self, token: str) -> bool:
         existed = await self.get(token) is not None
         await self._store.delete(self._key(token))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import aiohttp
 from aiohttp import web
@@ -13,8 +14,8 @@ from wave.errors import DigestInvalid, NameUnknown
 from wave.oci.digest import is_digest
 from wave.oci.mediatypes import IMAGE_MANIFEST_TYPES, parse_accept
 from wave.oci.reference import TAG_RE
-from wave.proxy.blobs import LocalBlob, RedirectBlob
-from wave.proxy.cache import API_VERSION
+from wave.proxy.blobs import RedirectBlob
+from wave.proxy.cache import API_VERSION, CachedObject
 from wave.proxy.streaming import relay
 from wave.tokens import ContainerRequest
 
@@ -77,9 +78,8 @@ async def blob(request: web.Request) -> web.StreamResponse:
     source = await request.app[keys.BLOBS].open(container, digest, request.headers.get("Range"), request.method)
     if isinstance(source, RedirectBlob):
         raise web.HTTPTemporaryRedirect(source.location, headers=API_VERSION)
-    if isinstance(source, LocalBlob):
-        headers = {**API_VERSION, "Docker-Content-Digest": source.digest, "Content-Type": source.media_type}
-        return web.Response(body=source.data, headers=headers)
+    if isinstance(source, CachedObject):
+        return _local_blob(source, request.headers.get("Range"))
     upstream = source.response
     try:
         response = web.StreamResponse(status=upstream.status, headers=API_VERSION)
@@ -94,6 +94,8 @@ async def blob(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         try:
             await relay(upstream, request, response, request.app[keys.SETTINGS].upstream_read_timeout)
+        except ConnectionResetError:  # the client went away (aiohttp's own reset error is a ClientError too)
+            return response
         except (aiohttp.ClientError, TimeoutError) as exc:
             # The status line is sent: all that is left is to cut the connection, so the client sees a short
             # body (and its digest check fails) instead of waiting for bytes that will never come.
@@ -101,12 +103,27 @@ async def blob(request: web.Request) -> web.StreamResponse:
             if request.transport is not None:
                 request.transport.close()
             return response
-        except ConnectionResetError:  # the client went away: nothing to answer
-            return response
         await response.write_eof()
         return response
     finally:
         upstream.release()
+
+
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _local_blob(obj: CachedObject, range_header: str | None) -> web.Response:
+    """A blob wave holds, whole or one byte range of it (clients resume downloads with Range)."""
+    size = len(obj.data)
+    match = _RANGE_RE.fullmatch(range_header.strip()) if range_header else None
+    if match is None or match.group(1) == match.group(2) == "":
+        return web.Response(body=obj.data, headers=obj.headers)  # no (usable) range: the whole blob
+    first, last = match.group(1), match.group(2)
+    start, end = (int(first), min(int(last or size - 1), size - 1)) if first else (max(size - int(last), 0), size - 1)
+    if start > end or start >= size:
+        return web.Response(status=416, headers={**API_VERSION, "Content-Range": f"bytes */{size}"})
+    headers = {**obj.headers, "Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"}
+    return web.Response(status=206, body=obj.data[start:end + 1], headers=headers)
 
 
 async def tags(request: web.Request) -> web.Response:

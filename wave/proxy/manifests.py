@@ -46,13 +46,16 @@ class Resolution:
     media_type: str
     image_digest: str | None = None
     image_media_type: str | None = None
+    created: tuple[str, ...] = ()  # digests of the objects wave made for it (index, manifest, config)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, data: bytes) -> Resolution:
-        return cls(**orjson.loads(data))
+        record = orjson.loads(data)
+        record["created"] = tuple(record.get("created") or ())
+        return cls(**record)
 
 
 async def _no_build(request: ContainerRequest) -> None:
@@ -83,30 +86,42 @@ class ManifestService:
         return top
 
     async def by_digest(self, request: ContainerRequest, digest: str) -> CachedObject:
-        obj = await self._cache.get(digest)
+        obj = await self._cache.get(digest) or await self.made_object(request, digest)
         if obj is not None:
             return obj
-        home_tag = request.image.tag
-        if request.augments and home_tag and not await self._known(request, home_tag):
-            await self.resolve(request, home_tag)  # a cold cache: re-derive what the token serves
-            obj = await self._cache.get(digest)
-            if obj is not None:
-                return obj
         manifest = await self._client.get_manifest(request.image.with_reference(digest))
         obj = CachedObject(manifest.media_type, manifest.data, manifest.digest)
-        await self._cache.put(obj, self._ttl(request))
+        await self._cache.put(obj, self._settings.token_ttl)
+        return obj
+
+    async def made_object(self, request: ContainerRequest, digest: str) -> CachedObject | None:
+        """An object wave made for this token's image (index, manifest or config), derived again when the
+        cache lost it; None for anything else (upstream's own objects)."""
+        tag = request.image.tag
+        if not request.augments or not tag:
+            return None
+        resolution = await self.resolve(request, tag)
+        if digest not in resolution.created:
+            return None
+        obj = await self._cache.get(digest)
+        if obj is None:
+            await self._rederive(request, tag)
+            obj = await self._cache.get(digest)
         return obj
 
     async def _object(self, request: ContainerRequest, tag: str, digest: str) -> CachedObject:
         obj = await self._cache.get(digest)
         if obj is None:  # the store lost the object but kept the resolution: derive both again
-            self._forget(request, tag)
-            await self._store.delete(self._key(request, tag))
-            resolution = await self.resolve(request, tag)
+            resolution = await self._rederive(request, tag)
             obj = await self._cache.get(resolution.digest)
             if obj is None:
                 raise ManifestUnknown(f"manifest {digest} is no longer available")
         return obj
+
+    async def _rederive(self, request: ContainerRequest, tag: str) -> Resolution:
+        self._resolutions.pop((request.token, tag), None)
+        await self._store.delete(self._key(request, tag))
+        return await self.resolve(request, tag)
 
     # --- resolution ---------------------------------------------------------------------------------
 
@@ -114,41 +129,28 @@ class ManifestService:
     def _key(request: ContainerRequest, tag: str) -> str:
         return f"resolved/{request.token}/{tag}"
 
-    def _forget(self, request: ContainerRequest, tag: str) -> None:
-        self._resolutions.pop((request.token, tag), None)
-
-    def _ttl(self, request: ContainerRequest) -> float:
-        return max(request.expires - time.time(), 1.0)
-
-    async def _known(self, request: ContainerRequest, tag: str) -> bool:
-        if (request.token, tag) in self._resolutions:
-            return True
-        return await self._store.get(self._key(request, tag)) is not None
-
     async def resolve(self, request: ContainerRequest, tag: str) -> Resolution:
+        """What the token serves for a tag: from memory, the store, or upstream — once for concurrent callers.
+
+        The work runs in its own task, joined before the store read: concurrent cold requests reach upstream
+        once, and a caller that goes away (a client hanging up) never cancels it for the others."""
         key = (request.token, tag)
         hit = self._resolutions.get(key)
         if hit is not None:
             return hit
-        pending = self._inflight.get(key)
-        if pending is not None:  # joined before the store read, so concurrent cold requests go upstream once
-            return await asyncio.shield(pending)
-        pending = asyncio.get_running_loop().create_future()
-        self._inflight[key] = pending
-        try:
-            stored = await self._store.get(self._key(request, tag))
-            resolution = Resolution.from_json(stored) if stored is not None else \
-                await self._resolve_upstream(request, tag)
-            self._resolutions[key] = resolution  # before the waiters wake: later requests hit memory
-            while len(self._resolutions) > 4096:
-                self._resolutions.popitem(last=False)
-            pending.set_result(resolution)
-        except BaseException as exc:
-            pending.set_exception(exc)
-            pending.exception()  # retrieved: waiters get it, nobody is warned about it
-            raise
-        finally:
-            del self._inflight[key]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(request, tag))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, request: ContainerRequest, tag: str) -> Resolution:
+        stored = await self._store.get(self._key(request, tag))
+        resolution = Resolution.from_json(stored) if stored is not None else await self._resolve_upstream(request, tag)
+        self._resolutions[(request.token, tag)] = resolution  # before the waiters wake: later requests hit memory
+        while len(self._resolutions) > 4096:
+            self._resolutions.popitem(last=False)
         return resolution
 
     async def _resolve_upstream(self, request: ContainerRequest, tag: str) -> Resolution:
@@ -156,7 +158,6 @@ class ManifestService:
         self.upstream_resolutions += 1
         ref = request.image.with_reference(tag)
         top = await self._client.get_manifest(ref)
-        ttl = self._ttl(request)
         objects: list[augment.Blob] = [augment.Blob(top.media_type, top.data)]
         image: Manifest | None = None
         entry_digest: str | None = None
@@ -178,10 +179,13 @@ class ManifestService:
                 objects.append(served)
             resolution = Resolution(served.digest, served.media_type,
                                     augmented.manifest.digest if entry_digest else None,
-                                    augmented.manifest.media_type if entry_digest else None)
+                                    augmented.manifest.media_type if entry_digest else None,
+                                    tuple(blob.digest for blob in objects[1:]))
+        # Objects are shared by every token that asks for the same thing: they live as long as any token
+        # can (never shortened by a token with less time left); the resolution lives as long as its token.
         for blob in objects:
-            await self._cache.put(CachedObject(blob.media_type, blob.data, blob.digest), ttl)
-        await self._store.put(self._key(request, tag), resolution.to_json(), ttl=ttl)
+            await self._cache.put(CachedObject(blob.media_type, blob.data, blob.digest), self._settings.token_ttl)
+        await self._store.put(self._key(request, tag), resolution.to_json(), ttl=max(request.expires - time.time(), 1))
         log.info("resolved %s for token %s… -> %s", ref, request.token[:8], resolution.digest)
         return resolution
 
