@@ -11,7 +11,7 @@ from wave import keys, ops
 from wave.api import builds as build_routes
 from wave.api import metrics as metrics_api
 from wave.api import routes as api_routes
-from wave.api import status as status_api
+from wave.api import tokens as token_api
 from wave.builds import BuildService, create_launcher
 from wave.builds.gate import BuildGate
 from wave.config import Settings
@@ -77,5 +77,5 @@ def create_app(settings: Settings) -> web.Application:
     build_routes.setup(app)
     ops.setup(app)
     metrics_api.setup(app)
-    status_api.setup(app)
+    token_api.setup(app)
     return app

@@ -13,6 +13,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from wave.logs import redact_path
+from wave.responses import json_response
+
 log = logging.getLogger("wave.errors")
 
 
@@ -83,10 +86,6 @@ def oci_body(code: str, message: str, detail: Any = None) -> bytes:
     return orjson.dumps({"errors": [{"code": code, "message": message, "detail": detail}]})
 
 
-def _json(body: bytes, status: int, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
-
-
 def render(request: web.Request, exc: WaveError) -> web.Response:
     on_registry = request.path.startswith("/v2")
     if on_registry:
@@ -94,8 +93,8 @@ def render(request: web.Request, exc: WaveError) -> web.Response:
         code = exc.code if isinstance(exc, RegistryError) else "UNAVAILABLE" if exc.status >= 500 else "UNKNOWN"
         detail = exc.detail if isinstance(exc, RegistryError) else None
         body = b"" if request.method == "HEAD" else oci_body(code, exc.message, detail)
-        return _json(body, exc.status, headers)
-    return _json(orjson.dumps({"message": exc.message}), exc.status, exc.headers)
+        return json_response(body, exc.status, headers)
+    return json_response({"message": exc.message}, exc.status, exc.headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -119,5 +118,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             err = ApiError(exc.reason, status=exc.status)
         return render(request, err)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
+        log.exception("unhandled error on %s %s", request.method, redact_path(request.path))
         return render(request, WaveError("internal error; see the service log"))

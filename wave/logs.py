@@ -14,13 +14,14 @@ import time
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-_TOKEN_RE = re.compile(r"(/wt/[a-z0-9]{8})[a-z0-9]+")
+# A token in any route: /v2/wt/<token>/…, /container-token/<token>, /v1alpha2/container/<token>/status
+_TOKEN_RE = re.compile(r"(/(?:wt|container-token|container)/[a-z0-9]{8})[a-z0-9]+")
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def redact_path(path: str) -> str:
     """Keep 8 characters of a token: enough to follow one in the logs, useless to pull with."""
-    return _TOKEN_RE.sub(_keep_prefix, path) if "/wt/" in path else path
+    return _TOKEN_RE.sub(_keep_prefix, path) if "/wt/" in path or "/container" in path else path
 
 
 def _keep_prefix(match: re.Match[str]) -> str:

@@ -25,12 +25,12 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from wave import __version__, keys
 from wave.errors import Denied, TooManyRequests, UpstreamUnavailable, WaveError
+from wave.responses import json_response
 
 log = logging.getLogger("wave.ops")
 
@@ -177,12 +177,8 @@ def make_middleware(ops: OpsMetrics) -> Middleware:
 # --- handlers ---------------------------------------------------------------------------------------
 
 
-def _json(body: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
 async def health(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def _unready(what: str, ping: Callable[[], Awaitable[None]]) -> str | None:
@@ -203,14 +199,14 @@ async def ready(request: web.Request) -> web.Response:
     """Ready when the state store (and the object storage, when configured) answer."""
     store = request.app.get(keys.STORE)
     if store is None:
-        return _json({"status": "unavailable", "message": "the state store is not open yet"}, 503)
+        return json_response({"status": "unavailable", "message": "the state store is not open yet"}, 503)
     problem = await _unready("state store", store.ping)
     storage = request.app.get(keys.STORAGE)
     if problem is None and storage is not None:
         problem = await _unready("object storage", storage.ping)
     if problem is not None:
-        return _json({"status": "unavailable", "message": problem}, 503)
-    return _json({"status": "ok"})
+        return json_response({"status": "unavailable", "message": problem}, 503)
+    return json_response({"status": "ok"})
 
 
 async def prometheus(request: web.Request) -> web.Response:

@@ -7,8 +7,8 @@ import re
 from aiohttp import web
 
 from wave import keys
-from wave.api.handlers import json_response
 from wave.errors import BadRequest, NotFound
+from wave.responses import json_response
 
 _BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 

@@ -16,7 +16,6 @@ from aiohttp import web
 
 from wave import keys
 from wave.api.auth import auth
-from wave.api.handlers import json_response
 from wave.errors import BadRequest
 from wave.metrics import (
     DEFAULT_LIMIT,
@@ -28,6 +27,7 @@ from wave.metrics import (
     Window,
     valid_org,
 )
+from wave.responses import json_response
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _FLAGS = {"builds": "success", "pulls": "fusion"}  # the v1alpha1 filter of each kind

@@ -30,6 +30,7 @@ _KNOWN_FIELDS = {
 }
 MAX_LIST = 1000
 MAX_TEXT = 1 << 20
+MAX_URL = 8192  # an http(s) layer location becomes a redirect's Location header
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ def parse_layer(index: int, value: Any, max_inline: int) -> Layer:
         raise BadRequest(f"{where}.location is required")
     if not (location.startswith("data:") or re.match(r"^https?://", location)):
         raise BadRequest(f"{where}.location must be an http(s) URL or data: with base64 content")
+    if not location.startswith("data:") and len(location) > MAX_URL:
+        raise BadRequest(f"{where}.location is a URL longer than {MAX_URL} characters")
     digests = {}
     for key in ("gzipDigest", "tarDigest"):
         digest = value.get(key)

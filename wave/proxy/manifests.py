@@ -47,6 +47,7 @@ class Resolution:
     image_digest: str | None = None
     image_media_type: str | None = None
     created: tuple[str, ...] = ()  # digests of the objects wave made for it (index, manifest, config)
+    source: str | None = None  # upstream's digest for the tag when it was resolved
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.__dict__)
@@ -129,6 +130,17 @@ class ManifestService:
     def _key(request: ContainerRequest, tag: str) -> str:
         return f"resolved/{request.token}/{tag}"
 
+    async def resolution_of(self, request: ContainerRequest) -> Resolution | None:
+        """What the token's own tag resolved to, if a client pulled it already (wave resolves on first pull)."""
+        tag = request.image.tag
+        if not tag:
+            return None
+        hit = self._resolutions.get((request.token, tag))
+        if hit is not None:
+            return hit
+        stored = await self._store.get(self._key(request, tag))
+        return Resolution.from_json(stored) if stored is not None else None
+
     async def resolve(self, request: ContainerRequest, tag: str) -> Resolution:
         """What the token serves for a tag: from memory, the store, or upstream — once for concurrent callers.
 
@@ -169,7 +181,8 @@ class ManifestService:
             image = top
         if image is None:
             resolution = Resolution(top.digest, top.media_type, entry_digest,
-                                    None if entry_digest is None else self._entry_type(top, entry_digest))
+                                    None if entry_digest is None else self._entry_type(top, entry_digest),
+                                    source=top.digest)
         else:
             augmented = await self._augment(request, image)
             objects += [augmented.manifest, augmented.config]
@@ -180,7 +193,7 @@ class ManifestService:
             resolution = Resolution(served.digest, served.media_type,
                                     augmented.manifest.digest if entry_digest else None,
                                     augmented.manifest.media_type if entry_digest else None,
-                                    tuple(blob.digest for blob in objects[1:]))
+                                    tuple(blob.digest for blob in objects[1:]), top.digest)
         # Objects are shared by every token that asks for the same thing: they live as long as any token
         # can (never shortened by a token with less time left); the resolution lives as long as its token.
         for blob in objects:

@@ -20,10 +20,9 @@ from aiohttp import web
 
 from wave import keys
 from wave.api.auth import auth
-from wave.api.handlers import json_response
 from wave.errors import NotFound, Unavailable
 from wave.oci.models import ContainerConfig, Layer
-from wave.proxy.manifests import ManifestService, Resolution
+from wave.responses import json_response
 from wave.tokens import ContainerRequest, iso_time
 
 _TOKEN = "{token:[a-z0-9]{1,64}}"
@@ -76,23 +75,14 @@ def _config(config: ContainerConfig) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v not in (None, [])}
 
 
-async def _resolution(request: web.Request, container: ContainerRequest) -> Resolution | None:
-    """What the token's tag resolved to, once a client pulled it (wave resolves lazily, on first pull)."""
-    if not container.image.tag:
-        return None
-    data = await request.app[keys.STORE].get(ManifestService._key(container, container.image.tag))
-    return Resolution.from_json(data) if data else None
-
-
 async def describe_token(request: web.Request) -> web.Response:
     container = await _container(request)
     settings = request.app[keys.SETTINGS]
     image = container.image
     reference = f"@{image.digest}" if image.digest else f":{image.tag}"
-    resolved = await _resolution(request, container)
+    resolved = await request.app[keys.MANIFESTS].resolution_of(container)
     wave_digest = image.digest or (resolved.digest if resolved else None)
-    # Without augmentation wave serves upstream's bytes, so both digests are the same.
-    source_digest = image.digest or (resolved.digest if resolved and not container.augments else None)
+    source_digest = image.digest or (resolved.source if resolved else None)
     body = {
         "token": container.token,
         "creationTime": iso_time(container.created),

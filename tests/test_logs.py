@@ -1,0 +1,45 @@
+"""Logs let an operator follow a token without being able to pull with it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from wave.errors import error_middleware
+from wave.logs import redact_path
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("path", [
+    f"/v2/wt/{TOKEN}/library/busybox/manifests/latest",
+    f"/container-token/{TOKEN}",
+    f"/v1alpha2/container/{TOKEN}/status",
+])
+def test_every_route_that_carries_a_token_is_logged_with_its_first_8_characters(path: str) -> None:
+    shown = redact_path(path)
+    assert TOKEN not in shown and TOKEN[:8] + "…" in shown
+
+
+def test_digests_and_other_paths_are_left_alone() -> None:
+    digest = "sha256:" + "a" * 64
+    path = f"/v2/wt/{TOKEN}/library/busybox/blobs/{digest}"
+    assert redact_path(path).endswith(digest)
+    assert redact_path("/v1alpha1/builds/0123456789abcdef_1/status") == "/v1alpha1/builds/0123456789abcdef_1/status"
+
+
+async def test_unhandled_errors_log_the_path_without_the_token(aiohttp_client: Any,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/container-token/{token}", broken)
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.ERROR):
+        response = await client.get(f"/container-token/{TOKEN}")
+    assert response.status == 500 and "a bug" not in await response.text()
+    assert "unhandled error" in caplog.text and TOKEN not in caplog.text
