@@ -71,3 +71,40 @@ async def test_embedded_state_survives_reopening(tmp_path) -> None:  # type: ign
     assert await second.get("token/abc") == b"request"
     assert await second.incr("builds/n") == 2
     await second.close()
+
+
+async def test_delete_if_deletes_only_the_expected_live_value(store: KeyValueStore) -> None:
+    assert not await store.delete_if("claim/img", b"x")  # missing
+    await store.put("claim/img", b"\x00build-x\xff", ttl=60)
+    assert not await store.delete_if("claim/img", b"build-y")
+    assert not await store.delete_if("claim/img", b"\x00build-x")  # a prefix is not equal
+    assert await store.get("claim/img") == b"\x00build-x\xff"
+    assert await store.delete_if("claim/img", b"\x00build-x\xff")
+    assert await store.get("claim/img") is None
+    assert not await store.delete_if("claim/img", b"\x00build-x\xff")  # already gone
+
+
+async def test_delete_if_never_removes_a_newer_claim(store: KeyValueStore) -> None:
+    assert await store.put_if_absent("claim/img", b"x", ttl=0.05)
+    deadline = time.monotonic() + 5
+    while not await store.put_if_absent("claim/img", b"y", ttl=60):  # x expired; y claims
+        assert time.monotonic() < deadline, "expired claim was never released"
+        await asyncio.sleep(0.02)
+    assert not await store.delete_if("claim/img", b"x")  # x's late release
+    assert await store.get("claim/img") == b"y"
+
+
+async def test_delete_if_ignores_an_expired_value(store: KeyValueStore) -> None:
+    await store.put("claim/old", b"x", ttl=0.05)
+    deadline = time.monotonic() + 5
+    while await store.get("claim/old") is not None:
+        assert time.monotonic() < deadline, "value did not expire"
+        await asyncio.sleep(0.02)
+    assert not await store.delete_if("claim/old", b"x")
+
+
+async def test_delete_if_has_exactly_one_winner(store: KeyValueStore) -> None:
+    await store.put("claim/race", b"x")
+    results = await asyncio.gather(*(store.delete_if("claim/race", b"x") for _ in range(20)))
+    assert results.count(True) == 1
+    assert await store.get("claim/race") is None

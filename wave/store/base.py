@@ -25,6 +25,11 @@ class KeyValueStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def delete_if(self, key: str, value: bytes) -> bool:
+        """Delete only when the live value equals ``value``; True when deleted (compare-and-delete: releasing
+        a claim never removes the claim someone else took after ours expired)."""
+        ...
+
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         """Add to an integer counter atomically and return the new value (ttl set on first creation)."""
         ...

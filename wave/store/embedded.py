@@ -91,6 +91,16 @@ class EmbeddedStore:
     async def delete(self, key: str) -> None:
         await self._run(lambda: self._db.execute("DELETE FROM kv WHERE key = ?", (key,)) and None)
 
+    async def delete_if(self, key: str, value: bytes) -> bool:
+        def write() -> bool:
+            cursor = self._db.execute(
+                "DELETE FROM kv WHERE key = ? AND value = ? AND (expires IS NULL OR expires > ?)",
+                (key, value, time.time()),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(write)
+
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         def write() -> int:
             now = time.time()

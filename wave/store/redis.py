@@ -1,7 +1,8 @@
 """The shared backend for several replicas: Redis, with namespaced and versioned keys.
 
-Every operation is a single atomic Redis command (or a MULTI for incr + expiry), so two replicas racing for
-the same build or counter always agree. A lost connection becomes :class:`Unavailable` (503) at once.
+Every operation is a single atomic Redis command (or a MULTI for incr + expiry, or a Lua script for
+compare-and-delete), so two replicas racing for the same build or counter always agree. A lost connection
+becomes :class:`Unavailable` (503) at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from wave.errors import Unavailable
 log = logging.getLogger("wave.store")
 T = TypeVar("T")
 PREFIX = "wave:v1:"
+# compare-and-delete in one atomic step (an expired key reads as nil, so it never matches)
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 def _ms(ttl: float | None) -> int | None:
@@ -30,6 +38,7 @@ def _ms(ttl: float | None) -> int | None:
 class RedisStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
+        self._delete_if = client.register_script(_DELETE_IF)
 
     @classmethod
     async def connect(cls, url: str) -> RedisStore:
@@ -68,6 +77,10 @@ class RedisStore:
 
     async def delete(self, key: str) -> None:
         await self._call(lambda: self._redis.delete(PREFIX + key))
+
+    async def delete_if(self, key: str, value: bytes) -> bool:
+        deleted = await self._call(lambda: self._delete_if(keys=[PREFIX + key], args=[value]))
+        return int(deleted) == 1
 
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         async def run() -> int:
