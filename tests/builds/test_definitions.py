@@ -182,3 +182,38 @@ def test_inline_layer_must_match_its_digest(settings: Settings) -> None:
     with pytest.raises(BadRequest, match="does not match"):
         define_build(make_request(freeze=True, container_image="alpine:3",
                                   container_config=ContainerConfig(layers=(bad,))), settings)
+
+
+@pytest.mark.parametrize("prefix", ["data:", "data:application/gzip;base64,", "data:application/gzip,", "data:,"])
+def test_inline_layers_decode_as_everywhere_in_wave(prefix: str, settings: Settings) -> None:
+    good = inline_layer({"a": b"a"})
+    layer = Layer(prefix + good.location.removeprefix("data:"), good.gzip_digest, good.gzip_size, good.tar_digest)
+    definition = define_build(make_request(freeze=True, container_image="alpine:3",
+                                           container_config=ContainerConfig(layers=(layer,))), settings)
+    assert list(definition.context.values()) == [base64.b64decode(good.location.removeprefix("data:"))]
+
+
+def test_inline_layer_that_is_not_base64_is_a_bad_request(settings: Settings) -> None:
+    from wave.errors import BadRequest
+
+    good = inline_layer({"a": b"a"})
+    bad = Layer("data:application/gzip;base64,not base64!", good.gzip_digest, good.gzip_size, good.tar_digest)
+    with pytest.raises(BadRequest, match="not valid base64"):
+        define_build(make_request(freeze=True, container_image="alpine:3",
+                                  container_config=ContainerConfig(layers=(bad,))), settings)
+
+
+def test_env_keys_the_api_accepts_are_frozen_literally(settings: Settings) -> None:
+    config = ContainerConfig(env=("my.key=a \"b\" $c", "my-key2=x y", "_a.b-c="))
+    definition = define_build(make_request(freeze=True, container_image="alpine:3", container_config=config),
+                              settings)
+    assert definition.build_file.endswith('ENV my.key="a \\"b\\" \\$c"\nENV my-key2="x y"\nENV _a.b-c=""\n')
+
+
+def test_env_keys_a_shell_cannot_set_are_refused_for_singularity(settings: Settings) -> None:
+    from wave.errors import BadRequest
+
+    config = ContainerConfig(env=("OK=1", "my.key=v"))
+    with pytest.raises(BadRequest, match=r"'my\.key' cannot be set in a Singularity image"):
+        define_build(make_request(freeze=True, format="sif", container_image="alpine:3", container_config=config),
+                     settings)

@@ -189,9 +189,9 @@ async def test_freeze_bakes_config_and_layers_into_a_real_image(
     app.router.add_get("/layer.tar.gz", serve_layer)
     server = await aiohttp_server(app)
     remote = Layer(str(server.make_url("/layer.tar.gz")), remote.gzip_digest, remote.gzip_size, remote.tar_digest)
-    config = ContainerConfig(env=("FROZEN=yes", "PRICE=$5"), working_dir="/opt", cmd=("cat", "inline.txt"),
-                             layers=(inline, remote))
-    builds, _ = make_builds(registry)
+    config = ContainerConfig(env=("FROZEN=yes", "PRICE=$5", "my.setting-1=a \"b\""), working_dir="/opt",
+                             cmd=("cat", "inline.txt"), layers=(inline, remote))
+    builds, _ = make_builds(registry, layer_allowed_hosts=("127.0.0.0/8",))  # the layer server is on loopback
     ticket = await builds.submit(make_request(freeze=True, container_image=f"{registry.host}/library/busybox:latest",
                                               container_config=config))
     assert ticket.freeze and ticket.build_id is not None
@@ -200,7 +200,7 @@ async def test_freeze_bakes_config_and_layers_into_a_real_image(
     assert podman.run(ticket.target_image).strip() == "from an inline layer"
     assert podman.run(ticket.target_image, "cat", "/opt/remote.txt").strip() == "from an http layer"
     env = skopeo_inspect(ticket.target_image, config=True)["config"]["Env"]
-    assert "FROZEN=yes" in env and "PRICE=$5" in env
+    assert "FROZEN=yes" in env and "PRICE=$5" in env and 'my.setting-1=a "b"' in env
 
 
 async def test_credentials_reach_buildah_through_an_auth_file(basic_registry: Registry, make_builds: Any) -> None:

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.builds.conftest import make_request
 from tests.builds.fakes import Registry, ScriptedLauncher
 from wave.builds import service as service_module
+from wave.builds.definition import define_build
+from wave.builds.gate import BuildGate
 from wave.builds.launchers.base import LaunchResult
 from wave.builds.records import BuildRecord, BuildRecords
-from wave.builds.service import BuildService
+from wave.builds.service import BuildService, BuildTicket
 from wave.config import Settings
-from wave.errors import BadRequest, NotFound
+from wave.errors import BadRequest, ManifestUnknown, NotFound
+from wave.oci.models import ContainerConfig, Layer
+from wave.oci.platform import DEFAULT_PLATFORM
+from wave.oci.reference import parse_reference
 from wave.storage.local import LocalStorage
 from wave.store.embedded import EmbeddedStore
+from wave.tokens import ContainerRequest
 
 DOCKERFILE = "FROM alpine:3.19\nRUN echo hi\n"
 
@@ -230,3 +238,108 @@ async def test_sif_on_the_local_builder_is_a_bad_request(settings: Settings, sto
     with pytest.raises(BadRequest, match="singularity"):
         await builds.submit(request)
     await builds.close()
+
+
+async def _take_over(store: EmbeddedStore, target: str, build_id: str) -> None:
+    """Another replica's doing: the old claim of ``target`` is gone and a live build ``build_id`` holds it."""
+    records = BuildRecords(store)
+    await store.delete(f"build:target:{target}")
+    start = time.time()
+    await records.put(BuildRecord(id=build_id, target_image=target, status="PENDING", start_time=start,
+                                  deadline=start + 3600, heartbeat=start))
+    assert await records.claim(target, build_id, ttl=3600)
+
+
+async def test_clearing_a_dead_claim_never_removes_a_newer_one(make_service: Any, launcher: ScriptedLauncher,
+                                                              store: EmbeddedStore,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    builds = make_service(launcher)
+    request = make_request(container_file=DOCKERFILE)
+    target = builds.plan(request).target_image
+    records = BuildRecords(store)
+    dead = BuildRecord(id="feedfacefeedface_7", target_image=target, status="PENDING", start_time=1000.0,
+                       deadline=9e12, heartbeat=1000.0)
+    await records.put(dead)
+    assert await records.claim(target, dead.id, ttl=3600)
+    fresh = builds._fresh
+
+    async def racing_fresh(build_id: str) -> BuildRecord | None:
+        record = await fresh(build_id)
+        if build_id == dead.id:  # between reading the dead claimant and clearing its claim
+            await _take_over(store, target, "beefbeefbeefbeef_8")
+        return record
+
+    monkeypatch.setattr(builds, "_fresh", racing_fresh)
+    ticket = await builds.submit(request)
+    assert ticket.build_id == "beefbeefbeefbeef_8" and not ticket.launched
+    assert await records.claimant(target) == "beefbeefbeefbeef_8"
+    assert launcher.jobs == []
+
+
+async def test_a_build_past_its_claim_leaves_the_next_claim_alone(make_service: Any, launcher: ScriptedLauncher,
+                                                                  store: EmbeddedStore) -> None:
+    builds = make_service(launcher)
+    ticket = await builds.submit(make_request(container_file=DOCKERFILE))
+    assert ticket.build_id is not None
+    await launcher.started.wait()
+    await _take_over(store, ticket.target_image, "beefbeefbeefbeef_9")  # our claim expired; another took it
+    launcher.release.set()
+    assert (await builds.wait(ticket.build_id, timeout=10)).succeeded
+    assert await BuildRecords(store).claimant(ticket.target_image) == "beefbeefbeefbeef_9"
+
+
+async def test_a_finished_build_releases_its_own_claim(make_service: Any, launcher: ScriptedLauncher,
+                                                       store: EmbeddedStore) -> None:
+    builds = make_service(launcher)
+    launcher.release.set()
+    ticket = await builds.submit(make_request(container_file=DOCKERFILE))
+    assert ticket.build_id is not None
+    await builds.wait(ticket.build_id, timeout=10)
+    assert await BuildRecords(store).claimant(ticket.target_image) is None
+
+
+async def test_plan_answers_like_a_new_build_without_side_effects(make_service: Any, launcher: ScriptedLauncher,
+                                                                  registry: Registry, store: EmbeddedStore) -> None:
+    builds = make_service(launcher)
+    request = make_request(freeze=True, container_image="alpine:3.19", format="docker",
+                           container_config=ContainerConfig(env=("A=1",)))
+    plan = builds.plan(request)
+    assert plan == BuildTicket(None, plan.target_image, False, True, "docker", launched=False)
+    assert plan.target_image.startswith("registry.example.com/wave/builds:")
+    assert registry.asked == [] and launcher.jobs == []
+    assert await BuildRecords(store).claimant(plan.target_image) is None
+    assert await store.get(f"build:count:{define_build(request, builds._settings).container_id}") is None
+    launcher.release.set()
+    ticket = await builds.submit(request)
+    assert ticket.target_image == plan.target_image and ticket.build_id is not None
+    assert ticket.build_id.endswith("_1")  # plan counted nothing
+    with pytest.raises(BadRequest, match="nothing to build"):
+        builds.plan(make_request(container_image="alpine:3.19"))
+
+
+async def test_a_freeze_layer_redirected_to_an_internal_host_fails_the_build(
+        make_service: Any, launcher: ScriptedLauncher, settings_factory: Any, aiohttp_server: Any) -> None:
+    async def redirect(_: web.Request) -> web.Response:
+        raise web.HTTPFound("http://127.0.0.1:9/layer.tar.gz")
+
+    app = web.Application()
+    app.router.add_get("/layer.tar.gz", redirect)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    layer = Layer(f"http://localhost:{server.port}/layer.tar.gz", "sha256:" + "ab" * 32, 10, "sha256:" + "cd" * 32)
+    builds = make_service(launcher, settings=settings_factory(layer_allowed_hosts=("localhost",)))
+    ticket = await builds.submit(make_request(freeze=True, container_image="alpine:3.19",
+                                              container_config=ContainerConfig(layers=(layer,))))
+    assert ticket.build_id is not None
+    status = await builds.wait(ticket.build_id, timeout=10)
+    assert status.succeeded is False and "host 127.0.0.1 resolves to an internal address" in (status.reason or "")
+    assert launcher.jobs == []
+
+
+async def test_gate_on_an_unknown_build_is_manifest_unknown(make_service: Any, launcher: ScriptedLauncher) -> None:
+    gate = BuildGate(make_service(launcher), timeout=1)
+    request = ContainerRequest(token="t", image=parse_reference("docker.io/library/alpine:3.19"),
+                               config=ContainerConfig(), platform=DEFAULT_PLATFORM, created=0.0, expires=9e12,
+                               build_id="0000000000000000_1")
+    with pytest.raises(ManifestUnknown, match=r"build 0000000000000000_1 of .*alpine:3\.19 is unknown") as caught:
+        await gate(request)
+    assert caught.value.code == "MANIFEST_UNKNOWN" and caught.value.status == 404

@@ -3,7 +3,7 @@
 :class:`BuildService` is what the API and the proxy use; everything else is its parts.
 """
 
-from wave.builds.definition import BuildDefinition, define_build, is_build_request
+from wave.builds.definition import BuildDefinition, define_build
 from wave.builds.launchers import create_launcher
 from wave.builds.records import BuildStatus
 from wave.builds.service import BuildEvents, BuildService, BuildTicket
@@ -16,5 +16,4 @@ __all__ = [
     "BuildTicket",
     "create_launcher",
     "define_build",
-    "is_build_request",
 ]

@@ -62,12 +62,6 @@ class _Recipe:
     downloads: tuple[LayerDownload, ...] = ()
 
 
-def is_build_request(request: SubmitRequest) -> bool:
-    """A request wave must build for: a recipe, or freeze (which bakes a plain image into buildRepository)."""
-    return bool(request.container_file or request.conda_file or request.spack_file or request.packages
-                or (request.freeze and request.container_image))
-
-
 def define_build(request: SubmitRequest, settings: Settings) -> BuildDefinition:
     """The build a request asks for; BadRequest names what is wrong with it."""
     fmt = request.format or "docker"

@@ -7,8 +7,6 @@ would apply a layer; an ``ADD <url>`` would only copy the tarball into the image
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -17,9 +15,13 @@ from dataclasses import dataclass
 
 from wave.errors import BadRequest
 from wave.oci.digest import is_sha256_digest
+from wave.oci.layers import InvalidLayer, inline_bytes
 from wave.oci.models import ContainerConfig, Layer
 
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# What the API accepts (wave.api.schema): Dockerfile ENV takes such keys as they are. A shell does not
+# (``export a.b=…`` is an error), so Singularity's %environment takes only shell names.
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LAYERS_DIR = "/opt/wave/layers"
 
 
@@ -47,14 +49,10 @@ def layer_file_name(layer: Layer) -> str:
 
 
 def _decode_inline(layer: Layer) -> bytes:
-    payload = layer.location.removeprefix("data:")
-    header, comma, data = payload.partition(",")
-    if comma and header.endswith(";base64"):
-        payload = data
     try:
-        blob = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest("layer location data: is not valid base64") from None
+        blob = inline_bytes(layer.location)  # the one decoder of data: locations (pulls use it too)
+    except InvalidLayer as exc:
+        raise BadRequest(str(exc)) from None
     if "sha256:" + hashlib.sha256(blob).hexdigest() != layer.gzip_digest:
         raise BadRequest(f"inline layer does not match its gzipDigest {layer.gzip_digest}")
     return blob
@@ -86,7 +84,7 @@ def _env_pairs(config: ContainerConfig) -> list[tuple[str, str]]:
     pairs = []
     for item in config.env:
         key, sep, value = item.partition("=")
-        if not sep or not _ENV_KEY.match(key):
+        if not sep or not _ENV_KEY.fullmatch(key):
             raise BadRequest(f"containerConfig.env entries must be KEY=value, not {item[:60]!r}")
         pairs.append((key, _single_line(value, "containerConfig.env")))
     return pairs
@@ -123,6 +121,11 @@ def singularity_config(config: ContainerConfig, layer_names: tuple[str, ...]) ->
     if post:
         out += ["%post", *post]
     env = _env_pairs(config)
+    for key, _ in env:
+        if not _SHELL_NAME.fullmatch(key):
+            raise BadRequest(f"containerConfig.env key {key!r} cannot be set in a Singularity image: its "
+                             "%environment is a shell script, where names hold only letters, digits and _ "
+                             "(format docker accepts it)")
     if env:
         out += ["%environment", *(f"    export {key}={shlex.quote(value)}" for key, value in env)]
     if config.entrypoint is not None or config.cmd is not None or config.working_dir:

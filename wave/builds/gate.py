@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wave.builds.service import BuildService
-from wave.errors import ManifestUnknown, UpstreamUnavailable
+from wave.errors import ManifestUnknown, NotFound, UpstreamUnavailable
 from wave.tokens import ContainerRequest
 
 
@@ -17,7 +17,11 @@ class BuildGate:
     async def __call__(self, request: ContainerRequest) -> None:
         if request.build_id is None:
             return
-        status = await self._builds.wait(request.build_id, self._timeout)
+        try:
+            status = await self._builds.wait(request.build_id, self._timeout)
+        except NotFound:
+            raise ManifestUnknown(f"build {request.build_id} of {request.image} is unknown "
+                                  "(its record may have expired)", detail={"buildId": request.build_id}) from None
         if status.status == "PENDING":
             raise UpstreamUnavailable(f"build {request.build_id} of {request.image} is still running; retry later",
                                       status=503, headers={"Retry-After": "10"})

@@ -4,8 +4,8 @@ Three kinds of keys:
 - ``build:record:<id>`` — the record (JSON): status, times, outcome, and a deadline + heartbeat, so a build
   whose replica died is seen as failed instead of PENDING forever;
 - ``build:target:<image>`` — the id of the build currently producing that image: claimed with
-  ``put_if_absent`` (one winner per image), released when the build ends, and expiring on its own after the
-  build's deadline should its replica die;
+  ``put_if_absent`` (one winner per image), released when the build ends (only by the build holding it:
+  ``delete_if``), and expiring on its own after the build's deadline should its replica die;
 - ``build:count:<container id>`` — the per-container counter that numbers builds (``<id>_<n>``).
 """
 
@@ -97,7 +97,7 @@ class BuildStatus:
 
 
 class BuildRecords:
-    """Typed access to build keys; the atomic parts are the store's (``incr``, ``put_if_absent``)."""
+    """Typed access to build keys; the atomic parts are the store's (``incr``, ``put_if_absent``, ``delete_if``)."""
 
     def __init__(self, store: KeyValueStore) -> None:
         self._store = store
@@ -123,8 +123,10 @@ class BuildRecords:
         data = await self._store.get(f"build:target:{target}")
         return data.decode() if data else None
 
-    async def release(self, target: str) -> None:
-        await self._store.delete(f"build:target:{target}")
+    async def release(self, target: str, build_id: str) -> bool:
+        """Give up ``target`` if ``build_id`` still holds it; never removes a claim another build took after
+        this one's expired (compare-and-delete). True when this call released it."""
+        return await self._store.delete_if(f"build:target:{target}", build_id.encode())
 
     async def set_last_success(self, target: str, build_id: str) -> None:
         await self._store.put(f"build:last:{target}", build_id.encode(), ttl=RECORD_TTL)

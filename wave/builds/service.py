@@ -89,6 +89,13 @@ class BuildService:
 
     # --- submit ---------------------------------------------------------------------------------------
 
+    def plan(self, request: SubmitRequest) -> BuildTicket:
+        """What :meth:`submit` would answer for a new build of this request, without any side effect (for
+        ``dryRun``): the definition is computed and checked (BadRequest as submit raises it), but the registry
+        is not asked, nothing is claimed, counted or launched — so ``build_id`` is None and ``cached`` False."""
+        definition = define_build(request, self._settings)
+        return BuildTicket(None, definition.target_image, False, request.freeze, definition.format)
+
     async def submit(self, request: SubmitRequest) -> BuildTicket:
         """Return the build for this request: the existing image (cached), the build already producing it,
         or a new build started in the background. BadRequest for what the client must fix."""
@@ -149,7 +156,8 @@ class BuildService:
         if record is not None and record.pending:
             return build_id
         if build_id not in self._tasks:
-            await self._records.release(target)
+            # only this holder's claim: another replica may have released it and claimed anew meanwhile
+            await self._records.release(target, build_id)
         return None
 
     # --- running --------------------------------------------------------------------------------------
@@ -178,7 +186,7 @@ class BuildService:
         result = LaunchResult(False, "the build did not run")
         try:
             workdir = await asyncio.to_thread(write_workspace, self._settings.build_dir, record.id, definition)
-            await download_layers(workdir / "context", definition.downloads)
+            await download_layers(workdir / "context", definition.downloads, self._settings.layer_allowed_hosts)
             job = BuildJob(
                 build_id=record.id,
                 workdir=workdir,
@@ -234,7 +242,8 @@ class BuildService:
             await self._records.put(done)
             if result.succeeded:
                 await self._records.set_last_success(record.target_image, record.id)
-            await self._records.release(record.target_image)
+            # a build that overran its claim's TTL may find another build holding the target: leave it
+            await self._records.release(record.target_image, record.id)
         except Exception:
             log.exception("build %s: could not store its outcome; it will be seen failed at its deadline",
                           record.id)

@@ -10,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from wave.addresses import InternalAddress, check_public
 from wave.builds.definition import BuildDefinition
 from wave.builds.freeze import LayerDownload
 
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=15, sock_read=60)
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 3  # hops followed by hand, each checked like the submitted URL
 
 
 class LayerDownloadError(Exception):
@@ -43,28 +48,66 @@ def remove_workspace(workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def download_layers(context: Path, downloads: tuple[LayerDownload, ...]) -> None:
-    """Fetch http(s) layers into the context, checking size and digest while streaming."""
+async def download_layers(context: Path, downloads: tuple[LayerDownload, ...], allowed_hosts: Iterable[str]) -> None:
+    """Fetch http(s) layers into the context, checking size and digest while streaming. Every host, the first
+    and each redirect's, must be public unless listed in ``allowed_hosts`` (``WAVE_LAYER_ALLOWED_HOSTS``)."""
     if not downloads:
         return
+    allowed = tuple(allowed_hosts)
     async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session:
         for item in downloads:
-            await _download(session, context / item.filename, item)
+            await _download(session, context / item.filename, item, allowed)
 
 
-async def _download(session: aiohttp.ClientSession, path: Path, item: LayerDownload) -> None:
+async def _check_host(url: str, item: LayerDownload, allowed: tuple[str, ...]) -> None:
+    """Refuse a URL on an internal address. The submitted URL was checked at submit time, but DNS may have
+    changed since; a redirect's target was never checked."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    try:
+        port = parts.port
+    except ValueError:
+        raise LayerDownloadError(f"layer {item.url}: {url[:200]!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise LayerDownloadError(f"layer {item.url} redirected to {url[:200]!r}, which is not an http(s) URL")
+    try:
+        await check_public(host, port or (443 if parts.scheme == "https" else 80), allowed)
+    except InternalAddress:
+        raise LayerDownloadError(
+            f"layer {item.url}: host {host} resolves to an internal address, which wave does not download from "
+            "(an operator can allow it with WAVE_LAYER_ALLOWED_HOSTS)") from None
+    except OSError:
+        raise LayerDownloadError(f"layer {item.url}: cannot resolve host {host}") from None
+
+
+async def _download(session: aiohttp.ClientSession, path: Path, item: LayerDownload,
+                    allowed: tuple[str, ...]) -> None:
     digest, size = hashlib.sha256(), 0
     out = await asyncio.to_thread(path.open, "wb")
     try:
-        async with session.get(item.url) as response:
-            if response.status != 200:
-                raise LayerDownloadError(f"layer {item.url} answered HTTP {response.status}")
-            async for chunk in response.content.iter_chunked(1 << 20):
-                size += len(chunk)
-                if size > item.gzip_size:
-                    raise LayerDownloadError(f"layer {item.url} is larger than its gzipSize {item.gzip_size}")
-                digest.update(chunk)
-                await asyncio.to_thread(out.write, chunk)
+        url = item.url
+        for hops in range(MAX_REDIRECTS + 1):
+            await _check_host(url, item, allowed)
+            # redirects are followed here, not by aiohttp, so that each hop's host is checked first
+            async with session.get(url, allow_redirects=False) as response:
+                if response.status in REDIRECTS:
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise LayerDownloadError(f"layer {item.url} answered HTTP {response.status} "
+                                                 "without a Location")
+                    if hops == MAX_REDIRECTS:
+                        raise LayerDownloadError(f"layer {item.url} redirected more than {MAX_REDIRECTS} times")
+                    url = urljoin(url, location)
+                    continue
+                if response.status != 200:
+                    raise LayerDownloadError(f"layer {item.url} answered HTTP {response.status}")
+                async for chunk in response.content.iter_chunked(1 << 20):
+                    size += len(chunk)
+                    if size > item.gzip_size:
+                        raise LayerDownloadError(f"layer {item.url} is larger than its gzipSize {item.gzip_size}")
+                    digest.update(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+                break
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise LayerDownloadError(f"layer {item.url} could not be downloaded: {exc}") from None
     finally:
