@@ -55,11 +55,14 @@ class ContainerService:
         if request.is_build or request.freeze:
             if self._builds is None:
                 raise BadRequest("container builds (and freeze) are not available on this wave service")
-            ticket = await self._builds.submit(request)
+            # A dry run only plans: no registry check, no build, nothing counted.
+            ticket = self._builds.plan(request) if request.dry_run else await self._builds.submit(request)
             if request.freeze:  # the answer is the real image, pushed to the build repository: no token
-                await self._record(request, None, ticket.build_id)
-                return {"targetImage": ticket.target_image, "buildId": ticket.build_id, "cached": ticket.cached,
-                        "freeze": True}
+                if not request.dry_run:
+                    await self._record(request, None, ticket.build_id)
+                answer = {"targetImage": ticket.target_image, "buildId": ticket.build_id, "cached": ticket.cached,
+                          "freeze": True}
+                return {k: v for k, v in answer.items() if v is not None}
             build_id, cached, image_text = ticket.build_id, ticket.cached, ticket.target_image
         else:
             assert request.container_image is not None

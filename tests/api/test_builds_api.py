@@ -120,3 +120,13 @@ def test_freeze_pushes_a_real_image_and_answers_without_a_token(builder: WaveSer
     assert poll_status(builder, answer["buildId"])["succeeded"] is True
     config = skopeo_inspect(answer["targetImage"], config=True)
     assert any(e.startswith("FROZEN=") for e in config["config"]["Env"])
+
+
+def test_dry_run_of_a_build_names_the_target_and_builds_nothing(builder: WaveServer, registry: Registry) -> None:
+    body = {"containerFile": dockerfile(registry, f"dry-{time.time_ns()}"), "dryRun": True}
+    answer = builder.submit(body)
+    assert "buildId" not in answer and answer["cached"] is False
+    tag = answer["targetImage"].rsplit(":", 1)[1]
+    real = builder.submit({k: v for k, v in body.items() if k != "dryRun"})
+    assert real["targetImage"].rsplit(":", 1)[1] == tag  # the same image a real request builds
+    assert real["buildId"].endswith("_1")  # the dry run took no build number
