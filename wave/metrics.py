@@ -143,6 +143,7 @@ class UsageMetrics:
                  clock: Callable[[], date] = utc_today) -> None:
         self._store = store
         self._counters = CoalescedCounters(store)
+        self._background: set[asyncio.Future[None]] = set()
         self._fusion_hosts = frozenset(settings.fusion_hosts)
         self._ops = ops
         self._today = clock
@@ -156,6 +157,12 @@ class UsageMetrics:
                                                                                 self._fusion_hosts)
         await self._safely("container request", self._record("pulls", fusion, request.client_ip,
                                                                request.user_email))
+
+    def count_pull(self, container: ContainerRequest, client_ip: str | None) -> None:
+        """Count an image pull in the background: usage metrics never slow a pull down or fail it."""
+        task = asyncio.ensure_future(self.image_pulled(container, client_ip))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def image_pulled(self, container: ContainerRequest, client_ip: str | None) -> None:
         """An image manifest served through a token: v1alpha2 ``pulls`` (and ``fusion``) counters."""

@@ -380,3 +380,12 @@ def test_build_settings_are_kept():
                       "containerPlatform": "linux/arm64"}, v2=True)
     assert (request.build_repository, request.cache_repository) == ("localhost:5000/builds", "localhost:5000/cache")
     assert (request.freeze, request.format, request.platform) == (True, "sif", "linux/arm64")
+
+
+def test_sif_refuses_env_keys_a_shell_cannot_set_when_the_request_arrives():
+    body = {"containerImage": "docker.io/library/busybox:latest", "format": "sif", "freeze": True,
+            "containerConfig": {"env": ["my.key=1"]}}
+    with pytest.raises(BadRequest, match="Singularity"):
+        parse_submit(body, v2=True, max_inline=1 << 20)
+    body["format"] = "docker"
+    assert parse_submit(body, v2=True, max_inline=1 << 20).container_config.env == ("my.key=1",)

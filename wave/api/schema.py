@@ -23,6 +23,7 @@ from wave.oci.reference import InvalidReference, parse_reference, parse_reposito
 log = logging.getLogger("wave.api")
 
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_SHELL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KNOWN_FIELDS = {
     "containerImage", "containerFile", "containerConfig", "condaFile", "spackFile", "containerPlatform",
     "buildRepository", "cacheRepository", "timestamp", "fingerprint", "freeze", "towerAccessToken",
@@ -260,6 +261,11 @@ def parse_submit(body: Any, *, v2: bool, max_inline: int, client_ip: str | None 
     fmt = _str(body, "format") or "docker"
     if fmt not in ("docker", "sif"):
         raise BadRequest("format must be docker or sif")
+    for item in config.env if fmt == "sif" else ():
+        key = item.split("=", 1)[0]
+        if not _SHELL_NAME_RE.fullmatch(key):
+            raise BadRequest(f"containerConfig.env key {key!r} cannot be set in a Singularity image "
+                             "(its environment is a shell script: letters, digits and _ only)")
     for name in ("timestamp", "fingerprint", "towerAccessToken", "towerRefreshToken", "towerEndpoint"):
         _str(body, name)
     workspace = body.get("towerWorkspaceId")

@@ -1,4 +1,4 @@
-"""Streaming an upstream blob to the client.
+"""Sending blobs to clients: bytes wave holds (with Range), or upstream's response streamed through.
 
 :func:`relay` moves the bytes of a plain-TCP upstream to a plain-TCP client inside the kernel (``splice`` through
 a pipe: no copy into Python, no per-chunk Python work); anything else (TLS on either side, chunked upstream
@@ -10,11 +10,69 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
+import re
 import socket
 
 import aiohttp
 from aiohttp import web
+
+from wave.proxy.cache import API_VERSION, CachedObject
+
+log = logging.getLogger("wave.proxy")
+PASSED_BLOB_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "Docker-Content-Digest", "ETag",
+                       "Content-Type")
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+async def send_upstream_blob(request: web.Request, upstream: aiohttp.ClientResponse, digest: str,
+                             read_timeout: float | None, registry: str) -> web.StreamResponse:
+    """Upstream's blob response passed on: status, the headers that describe the bytes, then the bytes."""
+    try:
+        response = web.StreamResponse(status=upstream.status, headers=API_VERSION)
+        for name in PASSED_BLOB_HEADERS:
+            if name in upstream.headers:
+                response.headers[name] = upstream.headers[name]
+        response.headers.setdefault("Docker-Content-Digest", digest)
+        if request.method == "HEAD":
+            response.content_length = upstream.content_length
+            await response.prepare(request)
+            return response
+        await response.prepare(request)
+        try:
+            await relay(upstream, request, response, read_timeout)
+        except ConnectionResetError:  # the client went away (aiohttp's own reset error is a ClientError too)
+            return response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The status line is sent: all that is left is to cut the connection, so the client sees a short
+            # body (and its digest check fails) instead of waiting for bytes that will never come.
+            log.warning("upstream %s broke off blob %s: %s", registry, digest, type(exc).__name__)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
+    finally:
+        upstream.release()
+
+
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def send_local_blob(obj: CachedObject, range_header: str | None) -> web.Response:
+    """A blob wave holds, whole or one byte range of it (clients resume downloads with Range)."""
+    size = len(obj.data)
+    match = _RANGE_RE.fullmatch(range_header.strip()) if range_header else None
+    if match is None or match.group(1) == match.group(2) == "":
+        return web.Response(body=obj.data, headers=obj.headers)  # no (usable) range: the whole blob
+    first, last = match.group(1), match.group(2)
+    start, end = (int(first), min(int(last or size - 1), size - 1)) if first else (max(size - int(last), 0), size - 1)
+    if start > end or start >= size:
+        return web.Response(status=416, headers={**API_VERSION, "Content-Range": f"bytes */{size}"})
+    headers = {**obj.headers, "Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"}
+    return web.Response(status=206, body=obj.data[start:end + 1], headers=headers)
+
 
 SPLICE_MIN = 1 << 20  # below this, setting up a pipe costs more than copying through Python
 PIPE_SIZE = 1 << 20  # bytes in flight in the kernel between upstream and the client
