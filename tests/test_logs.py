@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from wave.errors import error_middleware
-from wave.logs import redact_path
+from wave.logs import JsonFormatter, redact_path
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -43,3 +44,13 @@ async def test_unhandled_errors_log_the_path_without_the_token(aiohttp_client: A
         response = await client.get(f"/container-token/{TOKEN}")
     assert response.status == 500 and "a bug" not in await response.text()
     assert "unhandled error" in caplog.text and TOKEN not in caplog.text
+
+
+def test_json_format_writes_one_object_a_line_with_the_request_fields() -> None:
+    record = logging.LogRecord("wave.access", logging.INFO, __file__, 1, "%s %s", ("GET", "/v2/"), None)
+    record.http = {"client": "203.0.113.7", "method": "GET", "path": "/v2/", "status": 200, "ms": 0.4}
+    line = JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert entry["message"] == "GET /v2/" and entry["level"] == "INFO" and entry["logger"] == "wave.access"
+    assert entry["http"]["status"] == 200 and entry["time"].endswith("+00:00")
+    assert "\n" not in line

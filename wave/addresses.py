@@ -1,4 +1,4 @@
-"""Which hosts wave may send requests to, or send clients to, on a user's behalf.
+"""Addresses: which hosts wave may send requests (or clients) to, and which address a client has.
 
 A URL that came from a request (a layer location) or from an upstream registry (a redirect, a token realm)
 must not make wave reach, or point clients at, loopback, private, link-local or metadata addresses: that
@@ -10,10 +10,18 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from wave import keys
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class InternalAddress(ValueError):
@@ -51,3 +59,37 @@ async def check_public(host: str, port: int, allowed: Iterable[str]) -> None:
         return
     if host.lower() in METADATA_HOSTS or any(is_internal(a) for a in addresses):
         raise InternalAddress(f"host {host} resolves to an internal address")
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterable[str]) -> str | None:
+    """The client's address: the TCP peer, or — when the peer is a trusted proxy (an ingress, a load
+    balancer) — the last address in ``X-Forwarded-For`` that is not a trusted proxy itself."""
+    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+    if not networks or not peer or not forwarded_for:
+        return peer
+
+    def is_trusted(text: str) -> bool:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        return any(address in network for network in networks)
+
+    if not is_trusted(peer):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
+def client_address_middleware(trusted: tuple[str, ...]) -> Middleware:
+    """Record each request's client address as ``request[keys.CLIENT_IP]`` (metrics and access logs use it)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[keys.CLIENT_IP] = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+        return await handler(request)
+
+    return middleware

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from wave import keys, ops
+from wave.addresses import client_address_middleware
 from wave.api import builds as build_routes
 from wave.api import metrics as metrics_api
 from wave.api import routes as api_routes
@@ -69,7 +70,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_request_size)
+    app = web.Application(middlewares=[client_address_middleware(settings.trusted_proxies), error_middleware],
+                          client_max_size=settings.max_request_size)
     app[keys.SETTINGS] = settings
     app.cleanup_ctx.append(_services)
     proxy_routes.setup(app)

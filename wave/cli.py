@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"wave: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     log.info("wave %s starting on http://%s:%d (public URL %s, state %s, store %s)", __version__,
              settings.host, settings.port, settings.public_url, settings.state_dir,
              "redis" if settings.redis_url else "embedded")

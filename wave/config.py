@@ -136,6 +136,8 @@ class Settings:
     server_url: str = setting("", "WAVE_SERVER_URL")  # default: http://localhost:<port>
     state_dir: Path = setting(Path("~/.local/state/wave"), "WAVE_STATE_DIR", Path)
     log_level: str = setting("INFO", "WAVE_LOG_LEVEL")
+    log_format: str = setting("text", "WAVE_LOG_FORMAT")  # text | json (one JSON object a line)
+    trusted_proxies: tuple[str, ...] = setting((), "WAVE_TRUSTED_PROXIES", parse_networks)
     commit_id: str = setting("unknown", "WAVE_COMMIT_ID")
 
     # tokens
@@ -278,6 +280,8 @@ def load_settings(
 def _validated(settings: Settings) -> Settings:
     if settings.build_launcher not in {"local", "kubernetes"}:
         raise ConfigError(f"WAVE_BUILD_LAUNCHER must be local or kubernetes, not {settings.build_launcher!r}")
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError(f"WAVE_LOG_FORMAT must be text or json, not {settings.log_format!r}")
     if settings.local_builder not in {"auto", "buildah", "docker"}:
         raise ConfigError(f"WAVE_LOCAL_BUILDER must be auto, buildah or docker, not {settings.local_builder!r}")
     if not 0 < settings.port < 65536:

@@ -33,3 +33,6 @@ BUILDS: web.AppKey[BuildService] = web.AppKey("builds")
 STORAGE: web.AppKey[ObjectStorage] = web.AppKey("storage")
 EVENTS: web.AppKey[UsageMetrics] = web.AppKey("events")  # usage metrics: pulls, requests, builds
 OPS: web.AppKey[OpsMetrics] = web.AppKey("ops")  # Prometheus counters of this replica
+
+# per request
+CLIENT_IP: web.RequestKey[str | None] = web.RequestKey("client_ip")  # behind trusted proxies: the real client

@@ -22,7 +22,7 @@ async def read_json(request: web.Request) -> object:
 async def _submit(request: web.Request, *, v2: bool) -> web.Response:
     settings = request.app[keys.SETTINGS]
     submit = parse_submit(await read_json(request), v2=v2, max_inline=settings.max_inline_layer_size,
-                          client_ip=request.remote)
+                          client_ip=request.get(keys.CLIENT_IP, request.remote))
     return json_response(await request.app[keys.CONTAINERS].submit(submit))
 
 

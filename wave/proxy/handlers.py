@@ -42,7 +42,7 @@ async def manifest(request: web.Request) -> web.Response:
         raise DigestInvalid(f"invalid manifest reference {reference!r}")
     events = request.app.get(keys.EVENTS)
     if events is not None and request.method == "GET" and obj.media_type in IMAGE_MANIFEST_TYPES:
-        events.count_pull(container, request.remote)
+        events.count_pull(container, request.get(keys.CLIENT_IP, request.remote))
     return web.Response(body=obj.data, headers=obj.headers)  # aiohttp sends no body for HEAD
 
 
