@@ -37,7 +37,8 @@ DETAILS = {
     "manifest_p99_ms": lambda r: f"p50 {r['manifest_wave']['p50_ms']:.2f} ms; "
                                  f"registry p99 {r['manifest_registry']['p99_ms']:.2f} ms",
     "blob_throughput_ratio": lambda r: f"wave {r['blob_wave_mb_s']:.0f} MB/s, "
-                                       f"registry {r['blob_registry_mb_s']:.0f} MB/s",
+                                       f"registry {r['blob_registry_mb_s']:.0f} MB/s"
+                                       + (f", socat {r['blob_relay_ratio']:g} x" if "blob_relay_ratio" in r else ""),
     "stream_rss_mb": lambda r: f"peak {r['stream_rss']['peak_mb']} MB from {r['stream_rss']['before_mb']} MB",
     "cold_upstream_fetches_per_100": lambda r: f"trials {r['cold_upstream_fetches_trials']}",
     "token_rps": lambda r: f"p99 {r['token']['p99_ms']:.2f} ms",

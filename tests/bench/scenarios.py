@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http.client
+import shutil
+import socket
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,7 @@ import orjson
 
 from tests.bench import load
 from tests.bench.lab import MANIFEST_ACCEPT, CountingProxy, WaveProcess, augmented_request, target_path
-from tests.support.registry import Registry, http_request
+from tests.support.registry import Registry, free_port, http_request
 
 BUSYBOX = "library/busybox:latest"
 BIG = "library/big:latest"
@@ -93,6 +97,34 @@ def _stream_digest(url: str) -> tuple[str, int]:
         conn.close()
 
 
+class _Relay:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
+        self.proc, self.url = proc, f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _tcp_relay(ctx: Context) -> _Relay | None:
+    """socat relaying plain TCP to the registry with 1 MiB buffers (None when socat is not installed)."""
+    if shutil.which("socat") is None:
+        return None
+    port = free_port()
+    proc = subprocess.Popen(["socat", "-b", str(1 << 20), f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                             f"TCP:{ctx.registry.host}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return _Relay(proc, port)
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                return None
+            time.sleep(0.05)
+
+
 def blob(ctx: Context) -> dict[str, Any]:
     """The 200 MiB layer streamed through wave and directly (curl to /dev/null, best of N), and wave's RSS."""
     digest, size = _big_blob(ctx.registry)
@@ -103,13 +135,17 @@ def blob(ctx: Context) -> dict[str, Any]:
     got = _stream_digest(through_wave)  # also warms wave's resolution of the token
     if got != (digest, size):
         raise RuntimeError(f"wave streamed {got}, expected {(digest, size)}")
-    best_wave = best_direct = 0.0
+    best_wave = best_direct = best_relay = 0.0
     rss: dict[str, Any] = {}
+    relay = _tcp_relay(ctx)
     for _ in range(ctx.blob_runs):
         run = load.curl(direct)
         if (run.status, run.bytes) != (200, size):
             raise RuntimeError(f"direct download: {run}")
         best_direct = max(best_direct, run.bytes_per_s)
+        if relay is not None:  # the same hop through the simplest relay there is: the ceiling for any proxy
+            run = load.curl(direct.replace(ctx.registry.url, relay.url))
+            best_relay = max(best_relay, run.bytes_per_s if (run.status, run.bytes) == (200, size) else 0.0)
         with load.peak_rss_growth(ctx.wave.pid) as probe:
             run = load.curl(through_wave)
         if (run.status, run.bytes) != (200, size):
@@ -117,7 +153,12 @@ def blob(ctx: Context) -> dict[str, Any]:
         best_wave = max(best_wave, run.bytes_per_s)
         if probe["growth_mb"] >= rss.get("growth_mb", -1.0):
             rss = probe
+    if relay is not None:
+        relay.stop()
+    relay_figures = {"blob_relay_ratio": round(best_relay / best_direct, 3),
+                     "blob_relay_mb_s": round(best_relay / 1e6, 1)} if best_relay else {}
     return {
+        **relay_figures,
         "blob_throughput_ratio": round(best_wave / best_direct, 3),
         "stream_rss_mb": round(rss["growth_mb"], 1),
         "blob_size": size,

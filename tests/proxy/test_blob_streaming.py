@@ -1,4 +1,4 @@
-"""Large blobs streamed through wave: in the kernel (splice) or through Python, byte for byte either way."""
+"""Large blobs streamed through wave: socket to socket or through aiohttp's reader, byte for byte either way."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from wave.oci.reference import parse_reference
 from wave.proxy import streaming
 from wave.tokens import ContainerRequest, new_token
 
-BLOB = os.urandom(3 << 20) + b"end"  # above the splice threshold, and not a multiple of any buffer
+BLOB = os.urandom(3 << 20) + b"end"  # above the direct-copy threshold, and not a multiple of any buffer
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 
 
@@ -36,10 +36,10 @@ def upload_blob(registry: Registry, repository: str, data: bytes, digest: str) -
     assert done.status == 201, done.body
 
 
-@pytest.fixture(params=["splice", "python"])
+@pytest.fixture(params=["direct", "aiohttp"])
 def streaming_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "python":
-        monkeypatch.setattr(streaming, "SPLICE_MIN", 1 << 62)  # every blob takes the chunked path
+    if request.param == "aiohttp":
+        monkeypatch.setattr(streaming, "DIRECT_MIN", 1 << 62)  # every blob takes the chunked path
     return str(request.param)
 
 

@@ -1,15 +1,14 @@
 """Sending blobs to clients: bytes wave holds (with Range), or upstream's response streamed through.
 
-:func:`relay` moves the bytes of a plain-TCP upstream to a plain-TCP client inside the kernel (``splice`` through
-a pipe: no copy into Python, no per-chunk Python work); anything else (TLS on either side, chunked upstream
-bodies, small blobs, other systems) goes chunk by chunk through aiohttp, as read. Memory stays bounded either way.
+:func:`relay` copies the body of a plain-TCP upstream straight between the two sockets through one reused 1 MiB
+buffer (no per-chunk objects, no stream reader, few system calls: as fast here as a C relay such as socat, and
+faster than ``splice(2)`` through a pipe, which was tried); anything else (TLS on either side, chunked upstream
+bodies, small blobs) goes chunk by chunk through aiohttp, as read. Memory stays bounded either way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -74,17 +73,15 @@ def send_local_blob(obj: CachedObject, range_header: str | None) -> web.Response
     return web.Response(status=206, body=obj.data[start:end + 1], headers=headers)
 
 
-SPLICE_MIN = 1 << 20  # below this, setting up a pipe costs more than copying through Python
-PIPE_SIZE = 1 << 20  # bytes in flight in the kernel between upstream and the client
+DIRECT_MIN = 1 << 20  # smaller bodies go through aiohttp: taking the sockets over costs more than it saves
+BUFFER_SIZE = 1 << 20  # bytes read from upstream per system call, at most, and held per stream
 YIELD_EVERY = 4 << 20  # bytes moved without waiting before other requests get a turn on the loop
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
 async def relay(upstream: aiohttp.ClientResponse, request: web.Request, response: web.StreamResponse,
                 read_timeout: float | None) -> None:
     """Send the rest of ``upstream``'s body to the client; the caller prepared ``response`` and ends it."""
-    sockets = _spliceable(upstream, request, response)
+    sockets = _direct_sockets(upstream, request, response)
     if sockets is None:
         async for chunk, _ in upstream.content.iter_chunks():  # each as read: no re-slicing, no joining
             if chunk:
@@ -103,20 +100,21 @@ async def relay(upstream: aiohttp.ClientResponse, request: web.Request, response
         down = os.dup(_fd(down_transport))
         await response.write(head)  # also sends the headers aiohttp may still hold
         await _flush(request, down_transport)
-        await _splice(up, down, remaining, read_timeout)
+        await _copy(up, down, remaining, read_timeout)
     finally:
         os.close(up)
         if down >= 0:
             os.close(down)
 
 
-def _spliceable(upstream: aiohttp.ClientResponse, request: web.Request,
+def _direct_sockets(upstream: aiohttp.ClientResponse, request: web.Request,
                 response: web.StreamResponse) -> tuple[asyncio.Transport, asyncio.Transport] | None:
-    """Both transports when the body can be spliced: plain TCP both ends, a fixed length, passed as is."""
-    if not hasattr(os, "splice") or upstream.connection is None:
+    """Both transports when the body can be copied between sockets: plain TCP both ends, a fixed length, passed
+    on as is."""
+    if upstream.connection is None:
         return None
     length = upstream.content_length
-    if (length is None or length < SPLICE_MIN or "Transfer-Encoding" in upstream.headers
+    if (length is None or length < DIRECT_MIN or "Transfer-Encoding" in upstream.headers
             or response.chunked or response.compression or response.content_length != length):
         return None
     up, down = upstream.connection.transport, request.transport
@@ -146,47 +144,43 @@ async def _flush(request: web.Request, transport: asyncio.Transport) -> None:
         transport.set_write_buffer_limits(high=high, low=low)
 
 
-async def _splice(up: int, down: int, remaining: int, read_timeout: float | None) -> None:
-    """Move ``remaining`` bytes from one socket to the other through a pipe, waiting on the event loop."""
+async def _copy(up: int, down: int, remaining: int, read_timeout: float | None) -> None:
+    """Move ``remaining`` bytes from one non-blocking socket to the other, waiting on the event loop."""
     loop = asyncio.get_running_loop()
-    pipe_r, pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        with contextlib.suppress(OSError):  # the default 64 KiB pipe works too, only slower
-            fcntl.fcntl(pipe_w, _F_SETPIPE_SZ, PIPE_SIZE)
-        in_pipe = unyielded = 0
-        while remaining or in_pipe:
-            moved = False
-            if remaining and in_pipe < PIPE_SIZE:
-                try:
-                    n = os.splice(up, pipe_w, min(remaining, PIPE_SIZE - in_pipe), flags=_SPLICE_FLAGS)
-                except BlockingIOError:
-                    pass
-                else:
-                    if n == 0:
-                        raise aiohttp.ClientPayloadError(f"upstream closed the connection {remaining} bytes early")
-                    remaining, in_pipe, moved = remaining - n, in_pipe + n, True
-            if in_pipe:
-                try:
-                    n = os.splice(pipe_r, down, in_pipe, flags=_SPLICE_FLAGS)
-                except BlockingIOError:
-                    pass
-                except OSError as exc:  # the client went away
-                    raise ConnectionResetError(f"cannot write to the client: {exc.strerror}") from None
-                else:
-                    in_pipe, moved, unyielded = in_pipe - n, True, unyielded + n
-            if unyielded >= YIELD_EVERY:  # both ends are fast: never hold the loop for a whole blob
-                unyielded = 0
-                await asyncio.sleep(0)
-            if not moved:  # wait for whichever end can move bytes first; a slow client has no time limit
-                try:
-                    async with asyncio.timeout(None if in_pipe else read_timeout):
-                        await _ready(loop, up if remaining and in_pipe < PIPE_SIZE else None,
-                                     down if in_pipe else None)
-                except TimeoutError:
-                    raise aiohttp.ServerTimeoutError("Timeout on reading data from socket") from None
-    finally:
-        os.close(pipe_r)
-        os.close(pipe_w)
+    view = memoryview(bytearray(BUFFER_SIZE))
+    start = end = unyielded = 0  # view[start:end] is read from upstream, not yet written to the client
+    while remaining or end > start:
+        moved = False
+        if end == start:
+            start = end = 0
+        if remaining and end < BUFFER_SIZE:
+            try:
+                n = os.readv(up, [view[end:end + min(remaining, BUFFER_SIZE - end)]])
+            except BlockingIOError:
+                pass
+            else:
+                if n == 0:
+                    raise aiohttp.ClientPayloadError(f"upstream closed the connection {remaining} bytes early")
+                end, remaining, moved = end + n, remaining - n, True
+        if end > start:
+            try:
+                n = os.write(down, view[start:end])
+            except BlockingIOError:
+                pass
+            except OSError as exc:  # the client went away
+                raise ConnectionResetError(f"cannot write to the client: {exc.strerror}") from None
+            else:
+                start, unyielded, moved = start + n, unyielded + n, True
+        if unyielded >= YIELD_EVERY:  # both ends are fast: never hold the loop for a whole blob
+            unyielded = 0
+            await asyncio.sleep(0)
+        if not moved:  # wait for whichever end can move bytes first; a slow client has no time limit
+            try:
+                async with asyncio.timeout(None if end > start else read_timeout):
+                    await _ready(loop, up if remaining and end < BUFFER_SIZE else None,
+                                 down if end > start else None)
+            except TimeoutError:
+                raise aiohttp.ServerTimeoutError("Timeout on reading data from socket") from None
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable: int | None) -> None:
