@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wave: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
+    log.debug("settings: %s", settings.redacted())
     log.info("wave %s starting on http://%s:%d (public URL %s, state %s, store %s)", __version__,
              settings.host, settings.port, settings.public_url, settings.state_dir,
              "redis" if settings.redis_url else "embedded")

@@ -118,6 +118,18 @@ def parse_networks(value: Any) -> tuple[str, ...]:
     return items
 
 
+def parse_accounts(value: Any) -> Mapping[str, str]:
+    """``user:<sha256 hex of password>,…``: passwords are never configured in clear text."""
+    accounts = {}
+    items = value.items() if isinstance(value, Mapping) else (i.partition(":")[::2] for i in parse_list(value))
+    for user, digest in items:
+        digest = str(digest).lower()
+        if not user or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError("each account must be user:<sha256 hex of the password>")
+        accounts[str(user)] = digest
+    return accounts
+
+
 def setting(default: Any, env: str, parse: Callable[[Any], Any] | None = None, secret: bool = False) -> Any:
     metadata = {"env": env, "parse": parse, "secret": secret}
     if isinstance(default, dict):
@@ -190,7 +202,7 @@ class Settings:
     k8s_memory: str = setting("2Gi", "WAVE_K8S_BUILD_MEMORY")
 
     # metrics
-    metrics_accounts: Mapping[str, str] = setting({}, "WAVE_METRICS_ACCOUNTS", None, secret=True)
+    metrics_accounts: Mapping[str, str] = setting({}, "WAVE_METRICS_ACCOUNTS", parse_accounts, secret=True)
     fusion_hosts: tuple[str, ...] = setting(("fusionfs.seqera.io",), "WAVE_FUSION_HOSTS", parse_list)
 
     @property
@@ -219,19 +231,6 @@ class Settings:
         return out
 
 
-def parse_accounts(value: Any) -> Mapping[str, str]:
-    """``user:<sha256 hex of password>,…``: passwords are never configured in clear text."""
-    accounts = {}
-    items = value.items() if isinstance(value, Mapping) else (i.partition(":")[::2] for i in parse_list(value))
-    for user, digest in items:
-        digest = str(digest).lower()
-        if not user or not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise ValueError("each account must be user:<sha256 hex of the password>")
-        accounts[str(user)] = digest
-    return accounts
-
-
-_PARSERS_OVERRIDE: dict[str, Callable[[Any], Any]] = {"metrics_accounts": parse_accounts}
 
 
 def load_settings(
@@ -258,7 +257,7 @@ def load_settings(
     if unknown:
         raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
     for f in fields(Settings):
-        parse = _PARSERS_OVERRIDE.get(f.name) or f.metadata["parse"] or str
+        parse = f.metadata["parse"] or str
         source, raw = None, None
         if f.metadata["env"] in env:
             source, raw = f.metadata["env"], env[f.metadata["env"]]

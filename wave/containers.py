@@ -146,6 +146,3 @@ class ContainerService:
         self._checked[key] = time.monotonic() + self._settings.resolve_cache_ttl
         if len(self._checked) > 4096:
             self._checked.pop(next(iter(self._checked)))
-
-    async def lookup(self, token: str) -> ContainerRequest | None:
-        return await self._tokens.get(token)

@@ -45,7 +45,6 @@ class Resolution:
     digest: str
     media_type: str
     image_digest: str | None = None
-    image_media_type: str | None = None
     created: tuple[str, ...] = ()  # digests of the objects wave made for it (index, manifest, config)
     source: str | None = None  # upstream's digest for the tag when it was resolved
 
@@ -180,9 +179,7 @@ class ManifestService:
         elif request.augments:
             image = top
         if image is None:
-            resolution = Resolution(top.digest, top.media_type, entry_digest,
-                                    None if entry_digest is None else self._entry_type(top, entry_digest),
-                                    source=top.digest)
+            resolution = Resolution(top.digest, top.media_type, entry_digest, source=top.digest)
         else:
             augmented = await self._augment(request, image)
             objects += [augmented.manifest, augmented.config]
@@ -192,7 +189,6 @@ class ManifestService:
                 objects.append(served)
             resolution = Resolution(served.digest, served.media_type,
                                     augmented.manifest.digest if entry_digest else None,
-                                    augmented.manifest.media_type if entry_digest else None,
                                     tuple(blob.digest for blob in objects[1:]), top.digest)
         # Objects are shared by every token that asks for the same thing: they live as long as any token
         # can (never shortened by a token with less time left); the resolution lives as long as its token.
@@ -209,13 +205,6 @@ class ManifestService:
             raise PlatformUnavailable(str(exc), detail={"available": exc.available}) from None
         except augment.InvalidManifest as exc:
             raise ManifestInvalid(f"upstream index of {request.image}: {exc}") from None
-
-    @staticmethod
-    def _entry_type(index: Manifest, digest: str) -> str | None:
-        for entry in orjson.loads(index.data).get("manifests") or []:
-            if entry.get("digest") == digest:
-                return entry.get("mediaType")
-        return None
 
     async def _augment(self, request: ContainerRequest, image: Manifest) -> augment.AugmentedImage:
         try:
