@@ -15,13 +15,14 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tests.support.redis_url import database
 from tests.support.registry import basic_auth
 from wave.config import Settings, load_settings
 from wave.store import KeyValueStore
 from wave.store.embedded import EmbeddedStore
 from wave.store.redis import RedisStore
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = database(13)
 USER, PASSWORD = "operator", "pässword: with colon"
 ACCOUNTS = {USER: hashlib.sha256(PASSWORD.encode()).hexdigest()}
 AUTH = {"Authorization": basic_auth(USER, PASSWORD)}

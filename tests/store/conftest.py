@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.redis_url import SERVER, database
 from wave.errors import Unavailable
 from wave.store import KeyValueStore
 from wave.store.embedded import EmbeddedStore
 from wave.store.redis import RedisStore
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/14"
-SHARED_REDIS = "redis://127.0.0.1:6379/15"  # what several wave replicas share in a test
+REDIS_TEST_URL = database(14)
+SHARED_REDIS = database(15)  # what several wave replicas share in a test
 
 
 async def _flushed_redis() -> RedisStore:
@@ -46,7 +47,7 @@ def shared_redis() -> Iterator[str]:
     try:
         client.flushdb()
     except redis.ConnectionError:
-        pytest.skip("no Redis at 127.0.0.1:6379 (apt-get install redis-server)")
+        pytest.skip(f"no Redis at {SERVER} (apt-get install redis-server)")
     yield SHARED_REDIS
     client.flushdb()
     client.close()
