@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from wave.errors import error_middleware
-from wave.logs import JsonFormatter, redact_path
+from wave.logs import JsonFormatter
+from wave.middlewares import error_middleware, render_api
+from wave.redact import redact_path
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -37,7 +38,7 @@ async def test_unhandled_errors_log_the_path_without_the_token(aiohttp_client: A
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("a bug")
 
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware(render_api)])
     app.router.add_get("/container-token/{token}", broken)
     client = await aiohttp_client(app)
     with caplog.at_level(logging.ERROR):

@@ -19,6 +19,7 @@ from tests.support.registry import free_port
 from wave import keys
 from wave.app import create_app
 from wave.config import load_settings
+from wave.errors import Unavailable
 from wave.oci.models import ContainerConfig
 from wave.oci.platform import parse_platform
 from wave.oci.reference import parse_reference
@@ -157,7 +158,7 @@ async def test_prometheus_counts_requests_latency_and_upstream_errors(client: Te
 
 
 def test_label_values_are_escaped() -> None:
-    from wave.ops import OpsMetrics
+    from wave.prometheus import OpsMetrics
 
     ops = OpsMetrics()
     ops.cache_lookup('we"ird\\cache\nname', hit=True)
@@ -165,3 +166,12 @@ def test_label_values_are_escaped() -> None:
     samples = parse_prometheus(ops.render())
     assert samples['wave_cache_lookups_total{cache="we\\"ird\\\\cache\\nname",result="hit"}'] == 1
     assert samples['wave_http_requests_total{family="api",method="OTHER",status="418"}'] == 1
+
+
+async def test_a_resource_that_fails_to_open_closes_those_opened_before_it(tmp_path: Path) -> None:
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(load_settings(environ={}, state_dir=tmp_path, redis_url=dead_redis))
+    runner = web.AppRunner(app)
+    with pytest.raises(Unavailable, match="cannot reach redis"):
+        await runner.setup()
+    assert app[keys.HTTP].closed  # opened before the store, closed when the store failed

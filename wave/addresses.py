@@ -10,18 +10,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable
-
-from aiohttp import web
-from aiohttp.typedefs import Middleware
-
-from wave import keys
+from collections.abc import Iterable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class InternalAddress(ValueError):
@@ -82,14 +74,3 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterabl
         if not is_trusted(hop):
             return hop
     return hops[0] if hops else peer
-
-
-def client_address_middleware(trusted: tuple[str, ...]) -> Middleware:
-    """Record each request's client address as ``request[keys.CLIENT_IP]`` (metrics and access logs use it)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[keys.CLIENT_IP] = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
-        return await handler(request)
-
-    return middleware

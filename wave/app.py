@@ -1,58 +1,74 @@
-"""The application factory, used alike by ``wave serve`` and the tests."""
+"""The application factory, used alike by ``wave serve`` and the tests.
+
+Each resource that must be closed (the HTTP session, the state store, the object storage, the build service)
+is opened through its own module's context manager, in the order they depend on each other; when one fails
+to open, those opened before it are closed. ``/v2`` is a sub-application with its own error rendering (OCI
+error JSON); the rest is the control API (``{"message": …}``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
 from aiohttp import web
 
 from wave import keys, ops
-from wave.addresses import client_address_middleware
 from wave.api import builds as build_routes
 from wave.api import metrics as metrics_api
 from wave.api import routes as api_routes
 from wave.api import tokens as token_api
-from wave.builds import BuildService, create_launcher
 from wave.builds.gate import BuildGate
+from wave.builds.launchers import create_launcher
+from wave.builds.service import BuildService
 from wave.config import Settings
 from wave.containers import ContainerService
-from wave.errors import error_middleware
 from wave.metrics import UsageMetrics
+from wave.middlewares import client_address_middleware, error_middleware, render_api, render_oci
 from wave.oci.reference import parse_reference
+from wave.prometheus import OpsMetrics
+from wave.proxy import handlers as proxy_handlers
 from wave.proxy import routes as proxy_routes
 from wave.proxy.blobs import BlobService
 from wave.proxy.cache import ObjectCache
 from wave.proxy.manifests import ManifestService
 from wave.registry.client import RegistryClient
-from wave.storage import open_storage
-from wave.store import open_store
+from wave.storage import opened_storage
+from wave.store import opened_store
 from wave.tokens import TokenStore
 
 
-async def _services(app: web.Application) -> AsyncIterator[None]:
-    """Open every client and store once, and close them in reverse order on shutdown."""
-    settings = app[keys.SETTINGS]
-    store = await open_store(settings)
+@asynccontextmanager
+async def _http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
     timeout = aiohttp.ClientTimeout(total=None, connect=settings.upstream_connect_timeout,
                                     sock_connect=settings.upstream_connect_timeout,
                                     sock_read=settings.upstream_read_timeout)
     session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
                                     connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60))
-    storage = open_storage(settings)
-    builds: BuildService | None = None
     try:
-        client = RegistryClient(session, settings)
+        yield session
+    finally:
+        await session.close()
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    """Open every resource in the order they depend on each other, each through the context manager its module
+    owns, and close them in reverse. One exit stack, because aiohttp does not clean up after a start-up that
+    failed: when the store cannot be reached, the HTTP session opened before it is closed all the same."""
+    settings, ops_metrics = app[keys.SETTINGS], app[keys.OPS]
+    async with AsyncExitStack() as opened:
+        app[keys.HTTP] = await opened.enter_async_context(_http_session(settings))
+        app[keys.STORE] = store = await opened.enter_async_context(opened_store(settings))
+        app[keys.STORAGE] = await opened.enter_async_context(opened_storage(settings))
+        client = RegistryClient(app[keys.HTTP], settings)
         tokens = TokenStore(store)
-        ops_metrics = app[keys.OPS]
         cache = ObjectCache(store, on_lookup=lambda hit: ops_metrics.cache_lookup("objects", hit))
         usage = UsageMetrics(store, settings, ops=ops_metrics)
-        builds = BuildService(settings, store, storage, create_launcher(settings),
+        builds = BuildService(settings, store, app[keys.STORAGE], create_launcher(settings),
                               lambda ref: client.exists(parse_reference(ref)), events=usage)
+        opened.push_async_callback(builds.close)
         manifests = ManifestService(settings, client, store, cache, BuildGate(builds, settings.build_timeout))
-        app[keys.STORE] = store
-        app[keys.STORAGE] = storage
-        app[keys.HTTP] = session
         app[keys.REGISTRY] = client
         app[keys.TOKENS] = tokens
         app[keys.BUILDS] = builds
@@ -61,20 +77,25 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[keys.EVENTS] = usage
         app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds, events=usage)
         yield
-    finally:
-        if builds is not None:
-            await builds.close()
-        await session.close()
-        await storage.close()
-        await store.close()
+
+
+def _registry_app() -> web.Application:
+    """``/v2``: the OCI distribution surface, whose every error is OCI error JSON."""
+    v2 = web.Application(middlewares=[error_middleware(render_oci)])
+    proxy_routes.setup(v2)
+    v2.router.add_route("*", "/{path:.*}", proxy_handlers.unknown_route)  # keep every /v2 path in this app
+    return v2
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[client_address_middleware(settings.trusted_proxies), error_middleware],
+    ops_metrics = OpsMetrics()
+    app = web.Application(middlewares=[client_address_middleware(settings.trusted_proxies),
+                                       ops.accounting_middleware(ops_metrics), error_middleware(render_api)],
                           client_max_size=settings.max_request_size)
     app[keys.SETTINGS] = settings
-    app.cleanup_ctx.append(_services)
-    proxy_routes.setup(app)
+    app[keys.OPS] = ops_metrics
+    app.cleanup_ctx.append(_resources)
+    app.add_subapp("/v2", _registry_app())
     api_routes.setup(app)
     build_routes.setup(app)
     ops.setup(app)

@@ -290,7 +290,22 @@ def _validated(settings: Settings) -> Settings:
         raise ConfigError(f"WAVE_SERVER_URL must be an http(s) URL, not {settings.server_url!r}")
     if settings.redis_url and urlsplit(settings.redis_url).scheme not in {"redis", "rediss", "unix"}:
         raise ConfigError("WAVE_REDIS_URL must be a redis://, rediss:// or unix:// URL")
-    if settings.storage_url.startswith("s3://") and not urlsplit(settings.storage_url).netloc:
-        raise ConfigError("WAVE_STORAGE_URL must name a bucket: s3://bucket[/prefix]")
+    _check_storage_url(settings.storage_url)
     return replace(settings, state_dir=settings.state_dir.expanduser())
 
+
+
+def _check_storage_url(url: str) -> None:
+    """A directory, a local ``file://`` URL or ``s3://bucket[/prefix]``; anything else fails at start-up."""
+    if not url or "://" not in url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError("WAVE_STORAGE_URL must name a bucket: s3://bucket[/prefix]")
+    elif parts.scheme == "file":
+        if parts.netloc not in {"", "localhost"}:
+            raise ConfigError(f"WAVE_STORAGE_URL: a file:// URL must be local, not on host {parts.netloc!r}")
+    else:
+        raise ConfigError(f"WAVE_STORAGE_URL {url!r} is not supported: use s3://bucket[/prefix], file:// "
+                          "or a directory")

@@ -12,10 +12,10 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from wave.api.locations import check_layer_location
 from wave.api.schema import SubmitRequest
 from wave.config import Settings
 from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError
+from wave.locations import check_layer_location
 from wave.oci import augment
 from wave.oci.layers import InvalidLayer, verify_inline_layer
 from wave.oci.mediatypes import is_index
@@ -26,7 +26,7 @@ from wave.registry.client import RegistryClient
 from wave.tokens import ContainerRequest, TokenStore, iso_time, new_token
 
 if TYPE_CHECKING:
-    from wave.builds import BuildService
+    from wave.builds.service import BuildService
     from wave.metrics import UsageMetrics
 
 log = logging.getLogger("wave.containers")
@@ -40,7 +40,7 @@ def _without_inline_data(config: ContainerConfig) -> ContainerConfig:
 
 class ContainerService:
     def __init__(self, settings: Settings, tokens: TokenStore, client: RegistryClient,
-                 builds: BuildService | None = None, events: UsageMetrics | None = None) -> None:
+                 builds: BuildService, events: UsageMetrics) -> None:
         self._settings = settings
         self._tokens = tokens
         self._client = client
@@ -53,8 +53,6 @@ class ContainerService:
         inline_layers = await self._check_layers(request)
         build_id, cached = None, None
         if request.is_build or request.freeze:
-            if self._builds is None:
-                raise BadRequest("container builds (and freeze) are not available on this wave service")
             # A dry run only plans: no registry check, no build, nothing counted.
             ticket = self._builds.plan(request) if request.dry_run else await self._builds.submit(request)
             if request.freeze:  # the answer is the real image, pushed to the build repository: no token
@@ -102,8 +100,7 @@ class ContainerService:
 
     async def _record(self, request: SubmitRequest, container: ContainerRequest | None,
                       build_id: str | None) -> None:
-        if self._events is not None:
-            await self._events.container_requested(request, container, build_id)
+        await self._events.container_requested(request, container, build_id)
 
     async def _check_layers(self, request: SubmitRequest) -> list[tuple[Layer, bytes]]:
         """Verify every layer; returns the inline layers with their bytes, to be served by digest."""

@@ -1,22 +1,12 @@
-"""Errors that reach a client, and the one middleware that renders them.
+"""Errors that reach a client: one class per OCI error code and per API failure, each carrying its status.
 
-On ``/v2/`` every error is OCI error JSON (``{"errors":[{"code","message","detail"}]}``); on the control API it
-is ``{"message": …}``. Handlers and services raise these; nothing else turns exceptions into responses.
+Handlers and services raise these; :mod:`wave.middlewares` renders them (OCI error JSON on ``/v2/``,
+``{"message": …}`` on the control API). Classes only: the lowest modules raise them without reaching up.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
-
-import orjson
-from aiohttp import web
-
-from wave.logs import redact_path
-from wave.responses import json_response
-
-log = logging.getLogger("wave.errors")
 
 
 class WaveError(Exception):
@@ -80,43 +70,3 @@ Denied = _registry_error("Denied", "DENIED", 403)
 UnsupportedOperation = _registry_error("UnsupportedOperation", "UNSUPPORTED", 405)
 TooManyRequests = _registry_error("TooManyRequests", "TOOMANYREQUESTS", 429)
 UpstreamUnavailable = _registry_error("UpstreamUnavailable", "UNAVAILABLE", 502)
-
-
-def oci_body(code: str, message: str, detail: Any = None) -> bytes:
-    return orjson.dumps({"errors": [{"code": code, "message": message, "detail": detail}]})
-
-
-def render(request: web.Request, exc: WaveError) -> web.Response:
-    on_registry = request.path.startswith("/v2")
-    if on_registry:
-        headers = {"Docker-Distribution-API-Version": "registry/2.0", **exc.headers}
-        code = exc.code if isinstance(exc, RegistryError) else "UNAVAILABLE" if exc.status >= 500 else "UNKNOWN"
-        detail = exc.detail if isinstance(exc, RegistryError) else None
-        body = b"" if request.method == "HEAD" else oci_body(code, exc.message, detail)
-        return json_response(body, exc.status, headers)
-    return json_response({"message": exc.message}, exc.status, exc.headers)
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render WaveError as JSON, aiohttp's own HTTP errors in the same shape, and anything else as a logged
-    500 without internals: a client never sees a traceback."""
-    try:
-        return await handler(request)
-    except WaveError as exc:
-        return render(request, exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        if request.path.startswith("/v2"):
-            code = {404: "NAME_UNKNOWN", 405: "UNSUPPORTED"}.get(exc.status, "UNKNOWN")
-            err: WaveError = RegistryError(exc.reason, status=exc.status, code=code)
-        else:
-            err = ApiError(exc.reason, status=exc.status)
-        return render(request, err)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, redact_path(request.path))
-        return render(request, WaveError("internal error; see the service log"))

@@ -1,4 +1,7 @@
-"""Every shared resource of the application, as a typed key."""
+"""Every shared resource of the application, as a typed key, and what a request carries between layers.
+
+Only the surfaces and the web layer read these: services get what they need through their constructors.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ from aiohttp import web
 from wave.config import Settings
 
 if TYPE_CHECKING:
-    from wave.builds import BuildService
+    from wave.builds.service import BuildService
     from wave.containers import ContainerService
+    from wave.errors import WaveError
     from wave.metrics import UsageMetrics
-    from wave.ops import OpsMetrics
+    from wave.prometheus import OpsMetrics
     from wave.proxy.blobs import BlobService
     from wave.proxy.manifests import ManifestService
     from wave.registry.client import RegistryClient
@@ -36,3 +40,4 @@ OPS: web.AppKey[OpsMetrics] = web.AppKey("ops")  # Prometheus counters of this r
 
 # per request
 CLIENT_IP: web.RequestKey[str | None] = web.RequestKey("client_ip")  # behind trusted proxies: the real client
+ERROR: web.RequestKey[WaveError] = web.RequestKey("error")  # what the error middleware rendered (accounting)

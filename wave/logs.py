@@ -7,7 +7,6 @@ names (the format shows none), the timestamp formatted once a second, and nothin
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -17,19 +16,9 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
 from wave import keys
+from wave.redact import redact_path
 
-# A token in any route: /v2/wt/<token>/…, /container-token/<token>, /v1alpha2/container/<token>/status
-_TOKEN_RE = re.compile(r"(/(?:wt|container-token|container)/[a-z0-9]{8})[a-z0-9]+")
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-
-
-def redact_path(path: str) -> str:
-    """Keep 8 characters of a token: enough to follow one in the logs, useless to pull with."""
-    return _TOKEN_RE.sub(_keep_prefix, path) if "/wt/" in path or "/container" in path else path
-
-
-def _keep_prefix(match: re.Match[str]) -> str:
-    return match[1] + "…"  # a function: a template (r"\1…") is re-expanded in Python on every call
 
 
 class _Formatter(logging.Formatter):

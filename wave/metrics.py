@@ -32,7 +32,7 @@ from wave.oci.models import uses_fusion
 if TYPE_CHECKING:
     from wave.api.schema import SubmitRequest
     from wave.config import Settings
-    from wave.ops import OpsMetrics
+    from wave.prometheus import OpsMetrics
     from wave.store import KeyValueStore
     from wave.tokens import ContainerRequest
 

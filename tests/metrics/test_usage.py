@@ -15,7 +15,7 @@ from wave.metrics import MAX_RANGE_DAYS, UsageMetrics, Window, org_of
 from wave.oci.models import ContainerConfig, Layer
 from wave.oci.platform import parse_platform
 from wave.oci.reference import parse_reference
-from wave.ops import OpsMetrics
+from wave.prometheus import OpsMetrics
 from wave.store import KeyValueStore
 from wave.tokens import ContainerRequest, new_token
 

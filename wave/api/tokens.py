@@ -20,7 +20,7 @@ from aiohttp import web
 
 from wave import keys
 from wave.api.auth import auth
-from wave.errors import NotFound, Unavailable
+from wave.errors import NotFound
 from wave.oci.models import ContainerConfig, Layer
 from wave.responses import json_response
 from wave.tokens import ContainerRequest, iso_time
@@ -44,10 +44,7 @@ async def container_status(request: web.Request) -> web.Response:
         body.update(status="DONE", succeeded=True, creationTime=iso_time(container.created),
                     duration=round(max(0.0, time.time() - container.created), 3))
         return json_response(body)
-    builds = request.app.get(keys.BUILDS)
-    if builds is None:
-        raise Unavailable("build status is not available: builds are not configured on this wave service")
-    build = await builds.status(container.build_id)
+    build = await request.app[keys.BUILDS].status(container.build_id)
     if build is None:  # announced to the client, not yet (or no longer) in the store
         body.update(status="PENDING", succeeded=None, creationTime=iso_time(container.created), duration=None)
         return json_response(body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from wave.builds import yamlish
+import wave.builds.yamlish as yamlish
 
 _VERSION_SPLIT = re.compile(r"[=<>!~ ]+")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from wave.builds import yamlish
+import wave.builds.yamlish as yamlish
 
 _SPEC_NAME = re.compile(r"^([A-Za-z0-9_.-]+)(?:@([A-Za-z0-9_.:-]+))?")
 SPACK_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}

@@ -5,13 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from wave import keys
-from wave.errors import DigestInvalid, NameUnknown
+from wave.errors import DigestInvalid, NameUnknown, UnsupportedOperation
 from wave.oci.digest import is_digest
 from wave.oci.mediatypes import IMAGE_MANIFEST_TYPES, parse_accept
 from wave.oci.reference import TAG_RE
 from wave.proxy.blobs import RedirectBlob
 from wave.proxy.cache import API_VERSION, CachedObject
 from wave.proxy.streaming import send_local_blob, send_upstream_blob
+from wave.redact import redact_path
 from wave.tokens import ContainerRequest
 
 
@@ -19,10 +20,23 @@ async def ping(request: web.Request) -> web.Response:
     return web.Response(status=200, content_type="application/json", body=b"{}", headers=API_VERSION)
 
 
+async def unknown_route(request: web.Request) -> web.Response:
+    """Every ``/v2`` path no route serves: 405 with ``Allow`` when another method would be served (a push to a
+    read-only proxy), else 404 — both as OCI errors, because they stay in the ``/v2`` application."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise UnsupportedOperation(f"{request.method} is not supported: wave serves pulls only",
+                                   headers={"Allow": ", ".join(sorted(allowed))})
+    raise NameUnknown(f"no such /v2 endpoint: {redact_path(request.path)[:200]}")
+
+
 async def _container(request: web.Request) -> ContainerRequest:
     """The token's request, if the token is live and the path names its repository."""
     token, name = request.match_info["token"], request.match_info["name"]
-    container = await request.app[keys.TOKENS].get(token)
+    container = await request.config_dict[keys.TOKENS].get(token)
     if container is None:
         raise NameUnknown("unknown or expired wave token", detail={"name": f"wt/{token[:8]}…/{name}"})
     if name != container.image.repository:
@@ -33,14 +47,14 @@ async def _container(request: web.Request) -> ContainerRequest:
 async def manifest(request: web.Request) -> web.Response:
     container = await _container(request)
     reference = request.match_info["reference"]
-    manifests = request.app[keys.MANIFESTS]
+    manifests = request.config_dict[keys.MANIFESTS]
     if is_digest(reference):
         obj = await manifests.by_digest(container, reference)
     elif TAG_RE.fullmatch(reference):
         obj = await manifests.by_tag(container, reference, parse_accept(request.headers.getall("Accept", [])))
     else:
         raise DigestInvalid(f"invalid manifest reference {reference!r}")
-    events = request.app.get(keys.EVENTS)
+    events = request.config_dict.get(keys.EVENTS)
     if events is not None and request.method == "GET" and obj.media_type in IMAGE_MANIFEST_TYPES:
         events.count_pull(container, request.get(keys.CLIENT_IP, request.remote))
     return web.Response(body=obj.data, headers=obj.headers)  # aiohttp sends no body for HEAD
@@ -51,12 +65,12 @@ async def blob(request: web.Request) -> web.StreamResponse:
     digest = request.match_info["digest"]
     if not is_digest(digest):
         raise DigestInvalid(f"invalid blob digest {digest!r}")
-    source = await request.app[keys.BLOBS].open(container, digest, request.headers.get("Range"), request.method)
+    source = await request.config_dict[keys.BLOBS].open(container, digest, request.headers.get("Range"), request.method)
     if isinstance(source, RedirectBlob):
         raise web.HTTPTemporaryRedirect(source.location, headers=API_VERSION)
     if isinstance(source, CachedObject):
         return send_local_blob(source, request.headers.get("Range"))
-    settings = request.app[keys.SETTINGS]
+    settings = request.config_dict[keys.SETTINGS]
     return await send_upstream_blob(request, source.response, digest, settings.upstream_read_timeout,
                                     container.image.registry)
 
@@ -64,7 +78,7 @@ async def blob(request: web.Request) -> web.StreamResponse:
 async def tags(request: web.Request) -> web.Response:
     container = await _container(request)
     query = {k: v for k, v in request.query.items() if k in ("n", "last")}
-    body, link = await request.app[keys.REGISTRY].get_tags(container.image, query)
+    body, link = await request.config_dict[keys.REGISTRY].get_tags(container.image, query)
     headers = {**API_VERSION}
     if link:
         headers["Link"] = link.replace(f"/v2/{container.image.repository}/",

@@ -58,13 +58,9 @@ class Resolution:
         return cls(**record)
 
 
-async def _no_build(request: ContainerRequest) -> None:
-    return None
-
-
 class ManifestService:
     def __init__(self, settings: Settings, client: RegistryClient, store: KeyValueStore, cache: ObjectCache,
-                 build_gate: BuildGate = _no_build) -> None:
+                 build_gate: BuildGate) -> None:
         self._settings = settings
         self._client = client
         self._store = store

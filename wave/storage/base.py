@@ -1,4 +1,4 @@
-"""The object storage protocol, key rules, and the one factory that picks a backend from the settings.
+"""The object storage protocol and its key rules (the factory that picks a backend is wave.storage.factory).
 
 Object storage holds things too big or too long-lived for the key-value store: build logs now, a blob cache
 later. Every backend implements :class:`ObjectStorage` and passes the same test suite.
@@ -6,14 +6,7 @@ later. Every backend implements :class:`ObjectStorage` and passes the same test 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-from urllib.parse import unquote, urlsplit
-
-from wave.config import ConfigError
-
-if TYPE_CHECKING:
-    from wave.config import Settings
+from typing import Protocol
 
 
 class ObjectStorage(Protocol):
@@ -66,32 +59,3 @@ def check_key(key: str) -> str:
     if any(part in {"", ".", ".."} for part in key.split("/")):
         raise ValueError(f"object key may not contain '..', '.' or empty segments: {key!r}")
     return key
-
-
-def open_storage(settings: Settings) -> ObjectStorage:
-    """The backend ``settings.storage_location`` names: ``s3://bucket[/prefix]`` selects S3 (endpoint and
-    region from ``WAVE_S3_ENDPOINT`` / ``WAVE_S3_REGION``, credentials from the standard AWS chain); a
-    directory path or ``file://`` URL selects local files. Opening does no I/O: call ``ping()`` to check."""
-    location = settings.storage_location
-    if location.startswith("s3://"):
-        from wave.storage.s3 import S3Storage
-
-        url = urlsplit(location)
-        if not url.netloc:
-            raise ConfigError("WAVE_STORAGE_URL must name a bucket: s3://bucket[/prefix]")
-        return S3Storage(
-            bucket=url.netloc,
-            prefix=url.path.strip("/"),
-            endpoint_url=settings.s3_endpoint or None,
-            region=settings.s3_region or None,
-        )
-    from wave.storage.local import LocalStorage
-
-    if location.startswith("file://"):
-        url = urlsplit(location)
-        if url.netloc not in {"", "localhost"}:
-            raise ConfigError(f"a file:// storage URL must be local, not on host {url.netloc!r}")
-        return LocalStorage(Path(unquote(url.path)))
-    if "://" in location:
-        raise ConfigError(f"unsupported storage URL {location!r}: use s3://, file:// or a directory")
-    return LocalStorage(Path(location).expanduser())

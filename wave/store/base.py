@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -58,3 +60,13 @@ async def open_store(settings: Settings) -> KeyValueStore:
     from wave.store.embedded import EmbeddedStore
 
     return await EmbeddedStore.open(settings.state_dir / "wave.db")
+
+
+@asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[KeyValueStore]:
+    """The state store for the application's lifetime, closed on the way out."""
+    store = await open_store(settings)
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -1,4 +1,4 @@
-"""Where an injected http(s) layer may come from (wave.api.locations).
+"""Where an injected http(s) layer may come from (wave.locations).
 
 No external DNS: IP literals need no resolution, ``localhost`` resolves from /etc/hosts, and other names go
 through a stand-in resolver installed on the running loop.
@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from wave.api.locations import check_layer_location
 from wave.errors import BadRequest
+from wave.locations import check_layer_location
 
 FIELD = "containerConfig.layers[0].location"
 
