@@ -30,6 +30,7 @@ from wave.oci.reference import parse_reference
 from wave.prometheus import OpsMetrics
 from wave.proxy import handlers as proxy_handlers
 from wave.proxy import routes as proxy_routes
+from wave.proxy.blobcache import opened_blob_cache
 from wave.proxy.blobs import BlobService
 from wave.proxy.cache import ObjectCache
 from wave.proxy.manifests import ManifestService
@@ -73,7 +74,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[keys.TOKENS] = tokens
         app[keys.BUILDS] = builds
         app[keys.MANIFESTS] = manifests
-        app[keys.BLOBS] = BlobService(client, cache, manifests, tokens)
+        blob_cache = await opened.enter_async_context(opened_blob_cache(settings, ops_metrics.blob_cache_event))
+        if blob_cache is not None:
+            app[keys.BLOB_CACHE] = blob_cache
+        app[keys.BLOBS] = BlobService(client, cache, manifests, tokens, blob_cache)
         app[keys.EVENTS] = usage
         app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds, events=usage)
         yield

@@ -176,6 +176,15 @@ class Settings:
     s3_endpoint: str = setting("", "WAVE_S3_ENDPOINT")
     s3_region: str = setting("", "WAVE_S3_REGION")
 
+    # blob cache and serving through upstream failures
+    blob_cache: str = setting("", "WAVE_BLOB_CACHE")  # off; a directory, or s3://bucket/prefix
+    blob_cache_size: int = setting(10 << 30, "WAVE_BLOB_CACHE_SIZE", parse_size)  # cap of a directory cache
+    stale_ttl: float = setting(7 * 86400.0, "WAVE_STALE_TTL", parse_duration)  # last good manifest, per repo
+
+    # processes
+    event_loop: str = setting("asyncio", "WAVE_EVENT_LOOP")  # asyncio | uvloop (the `uvloop` extra)
+    workers: int = setting(1, "WAVE_WORKERS", parse_int)  # processes sharing the port (SO_REUSEPORT)
+
     # builds
     build_launcher: str = setting("local", "WAVE_BUILD_LAUNCHER")
     build_repo: str = setting("", "WAVE_BUILD_REPO")
@@ -291,6 +300,14 @@ def _validated(settings: Settings) -> Settings:
     if settings.redis_url and urlsplit(settings.redis_url).scheme not in {"redis", "rediss", "unix"}:
         raise ConfigError("WAVE_REDIS_URL must be a redis://, rediss:// or unix:// URL")
     _check_storage_url(settings.storage_url)
+    if settings.blob_cache.startswith("s3://") and not urlsplit(settings.blob_cache).netloc:
+        raise ConfigError("WAVE_BLOB_CACHE must name a bucket: s3://bucket[/prefix]")
+    if "://" in settings.blob_cache and not settings.blob_cache.startswith("s3://"):
+        raise ConfigError(f"WAVE_BLOB_CACHE must be a directory or s3://bucket[/prefix], not {settings.blob_cache!r}")
+    if settings.event_loop not in {"asyncio", "uvloop"}:
+        raise ConfigError(f"WAVE_EVENT_LOOP must be asyncio or uvloop, not {settings.event_loop!r}")
+    if not 1 <= settings.workers <= 256:
+        raise ConfigError(f"WAVE_WORKERS must be between 1 and 256, not {settings.workers}")
     return replace(settings, state_dir=settings.state_dir.expanduser())
 
 

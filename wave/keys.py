@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from wave.errors import WaveError
     from wave.metrics import UsageMetrics
     from wave.prometheus import OpsMetrics
+    from wave.proxy.blobcache import BlobCache
     from wave.proxy.blobs import BlobService
     from wave.proxy.manifests import ManifestService
     from wave.registry.client import RegistryClient
@@ -32,6 +33,7 @@ REGISTRY: web.AppKey[RegistryClient] = web.AppKey("registry")
 TOKENS: web.AppKey[TokenStore] = web.AppKey("tokens")
 MANIFESTS: web.AppKey[ManifestService] = web.AppKey("manifests")
 BLOBS: web.AppKey[BlobService] = web.AppKey("blobs")
+BLOB_CACHE: web.AppKey[BlobCache] = web.AppKey("blob_cache")  # only when WAVE_BLOB_CACHE is set
 CONTAINERS: web.AppKey[ContainerService] = web.AppKey("containers")
 BUILDS: web.AppKey[BuildService] = web.AppKey("builds")
 STORAGE: web.AppKey[ObjectStorage] = web.AppKey("storage")

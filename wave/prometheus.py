@@ -39,6 +39,7 @@ class OpsMetrics:
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)  # code, status
         self.builds: defaultdict[str, int] = defaultdict(int)  # launched | succeeded | failed
         self.cache: defaultdict[tuple[str, str], int] = defaultdict(int)  # cache, hit | miss
+        self.blob_cache: defaultdict[str, int] = defaultdict(int)  # event -> count (blob_cache_event)
 
     def observe_request(self, family: str, method: str, status: int, seconds: float) -> None:
         method = method if method in _METHODS else "OTHER"
@@ -54,6 +55,14 @@ class OpsMetrics:
     def cache_lookup(self, cache: str, hit: bool) -> None:
         """A hook for caches (e.g. ``ObjectCache.get``): one call per look-up."""
         self.cache[(cache, "hit" if hit else "miss")] += 1
+
+    def blob_cache_event(self, event: str, amount: int = 1) -> None:
+        """A hook for the blob cache: hits and misses (with their bytes), fills, evictions, upstream fetches."""
+        if event in ("hit", "miss", "filled"):
+            self.blob_cache[event] += 1
+            self.blob_cache[f"{event}_bytes"] += amount
+        else:
+            self.blob_cache[event] += amount
 
     def render(self, extra: Iterable[str] = ()) -> str:
         out: list[str] = []
@@ -74,6 +83,21 @@ class OpsMetrics:
                 [((("state", s),), n) for s, n in sorted(self.builds.items())])
         _family(out, "wave_cache_lookups_total", "counter", "Cache look-ups by cache and result",
                 [((("cache", c), ("result", r)), n) for (c, r), n in sorted(self.cache.items())])
+        if self.blob_cache:
+            b = self.blob_cache
+            _family(out, "wave_blob_cache_requests_total", "counter",
+                    "Blob requests the blob cache answered (hit) or fetched upstream to fill (miss)",
+                    [((("result", r),), b[r]) for r in ("hit", "miss")])
+            _family(out, "wave_blob_cache_bytes_total", "counter",
+                    "Bytes of blobs served from the cache (hit), fetched to fill it (miss), committed (filled)",
+                    [((("result", r),), b[f"{r}_bytes"]) for r in ("hit", "miss", "filled")])
+            _family(out, "wave_blob_cache_evictions_total", "counter",
+                    "Blobs removed from a directory cache to stay under WAVE_BLOB_CACHE_SIZE", [((), b["evicted"])])
+            _family(out, "wave_blob_cache_upstream_fetches_total", "counter",
+                    "Upstream fetches that filled the cache (one per blob, however many clients wait)",
+                    [((), b["fetch"])])
+            _family(out, "wave_blob_cache_rejected_total", "counter",
+                    "Fills thrown away because size or digest did not match", [((), b["rejected"])])
         out.extend(extra)
         return "\n".join(out) + "\n"
 

@@ -1,14 +1,19 @@
-"""Blobs through a token: objects wave made, injected layers, or upstream's bytes streamed through."""
+"""Blobs through a token: objects wave made, injected layers, the blob cache, or upstream's bytes streamed
+through."""
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import aiohttp
 from yarl import URL
 
-from wave.errors import BlobUnknown
+from wave.errors import BlobUnknown, RegistryError
 from wave.oci.models import Layer
+from wave.proxy.blobcache import BlobCache, Fill, FillFailed
 from wave.proxy.cache import CachedObject, ObjectCache
 from wave.proxy.manifests import ManifestService
 from wave.registry.client import RegistryClient
@@ -29,16 +34,46 @@ class UpstreamBlob:
     response: aiohttp.ClientResponse
 
 
-BlobSource = CachedObject | RedirectBlob | UpstreamBlob  # bytes wave holds, a redirect, or upstream's
+@dataclass(frozen=True)
+class CachedFile:
+    """A blob in the directory cache: sent with sendfile (Range and HEAD included)."""
+
+    path: str
+    size: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class CachedHead:
+    """A HEAD of a blob in the S3 cache: answered here (a signed URL is good for GET only)."""
+
+    size: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class FillingBlob:
+    """A blob arriving in the cache: the handler sends the spool file as it grows, and closes ``reader``."""
+
+    fill: Fill
+    reader: BinaryIO
+
+
+# bytes wave holds, a redirect, upstream's response, or the blob cache's
+BlobSource = CachedObject | RedirectBlob | UpstreamBlob | CachedFile | CachedHead | FillingBlob
+CONFIRMED_FOR = 600.0  # seconds a repository's HEAD-confirmed blob is taken as still there
+CONFIRMED_ITEMS = 65536
 
 
 class BlobService:
     def __init__(self, client: RegistryClient, cache: ObjectCache, manifests: ManifestService,
-                 tokens: TokenStore) -> None:
+                 tokens: TokenStore, blob_cache: BlobCache | None = None) -> None:
         self._client = client
         self._cache = cache
         self._manifests = manifests
         self._tokens = tokens
+        self._blobs = blob_cache
+        self._confirmed: OrderedDict[tuple[str, str], float] = OrderedDict()  # (scope, digest) -> until
 
     async def open(self, request: ContainerRequest, digest: str, range_header: str | None,
                    method: str) -> BlobSource:
@@ -56,12 +91,73 @@ class BlobService:
         made = await self._manifests.made_object(request, digest)  # a config wave made, re-derived
         if made is not None:
             return made
-        response = await self._client.open_blob(request.image, digest, range_header, method)
-        if response.status in (301, 302, 303, 307, 308):
-            location = response.headers.get("Location", "")
-            response.release()
-            return RedirectBlob(str(response.url.join(URL(location))))
-        return UpstreamBlob(response)
+        if self._blobs is not None:
+            cached = await self._from_cache(self._blobs, request, digest, range_header, method)
+            if cached is not None:
+                return cached
+        return _source(await self._client.open_blob(request.image, digest, range_header, method))
+
+    async def _from_cache(self, blobs: BlobCache, request: ContainerRequest, digest: str, range_header: str | None,
+                          method: str) -> BlobSource | None:
+        """The blob from the cache, or arriving into it; None to go upstream as without a cache."""
+        for _ in range(3):  # a fill that ends while we look moves its file: look again
+            stored = await blobs.find(digest, signed=method == "GET")
+            if stored is not None:
+                if not await self.may_serve(request, digest):
+                    return None  # not known to be this repository's: upstream decides
+                blobs.count("hit", stored.size)
+                if stored.path is not None:
+                    return CachedFile(str(stored.path), stored.size, digest)
+                if method == "HEAD":
+                    return CachedHead(stored.size, digest)
+                assert stored.url is not None
+                return RedirectBlob(stored.url)
+            if method != "GET" or range_header:
+                return None  # parts and HEADs of a blob not cached yet: upstream answers them
+            scope = self._client.scope(request.image)
+            got = await blobs.fill_or_join(
+                digest, scope, lambda: self._client.open_blob(request.image, digest, None, method, follow=True))
+            if isinstance(got, aiohttp.ClientResponse):
+                return _source(got)
+            fill = got
+            if fill.scope != scope and not await self.may_serve(request, digest):
+                return None  # another repository's fill: this one is not known to hold the blob
+            try:
+                return FillingBlob(fill, await fill.open_reader())
+            except (FileNotFoundError, FillFailed):
+                continue
+        return None
+
+    async def may_serve(self, request: ContainerRequest, digest: str) -> bool:
+        """Whether the token's repository, with its credentials, is known to hold ``digest``: a manifest
+        resolved for the token lists it, or upstream confirmed it (a HEAD, remembered a few minutes)."""
+        if digest in await self._manifests.listed_blobs(request):
+            return True
+        scope = self._client.scope(request.image)
+        until = self._confirmed.get((scope, digest))
+        if until is not None and until > time.monotonic():
+            return True
+        try:
+            exists = await self._client.blob_exists(request.image, digest)
+        except RegistryError:  # upstream down, rate limiting, denying: nothing is confirmed
+            return False
+        if exists:
+            self._confirm(scope, digest)
+        return exists
+
+    def _confirm(self, scope: str, digest: str) -> None:
+        self._confirmed[(scope, digest)] = time.monotonic() + CONFIRMED_FOR
+        self._confirmed.move_to_end((scope, digest))
+        while len(self._confirmed) > CONFIRMED_ITEMS:
+            self._confirmed.popitem(last=False)
+
+
+def _source(response: aiohttp.ClientResponse) -> BlobSource:
+    if response.status in (301, 302, 303, 307, 308):
+        location = response.headers.get("Location", "")
+        response.release()
+        return RedirectBlob(str(response.url.join(URL(location))))
+    return UpstreamBlob(response)
 
 
 def _injected_layer(request: ContainerRequest, digest: str) -> Layer | None:

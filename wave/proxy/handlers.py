@@ -9,9 +9,15 @@ from wave.errors import DigestInvalid, NameUnknown, UnsupportedOperation
 from wave.oci.digest import is_digest
 from wave.oci.mediatypes import IMAGE_MANIFEST_TYPES, parse_accept
 from wave.oci.reference import TAG_RE
-from wave.proxy.blobs import RedirectBlob
+from wave.proxy.blobs import CachedFile, CachedHead, FillingBlob, RedirectBlob
 from wave.proxy.cache import API_VERSION, CachedObject
-from wave.proxy.streaming import send_local_blob, send_upstream_blob
+from wave.proxy.streaming import (
+    send_cached_file,
+    send_cached_head,
+    send_filling_blob,
+    send_local_blob,
+    send_upstream_blob,
+)
 from wave.redact import redact_path
 from wave.tokens import ContainerRequest
 
@@ -70,6 +76,12 @@ async def blob(request: web.Request) -> web.StreamResponse:
         raise web.HTTPTemporaryRedirect(source.location, headers=API_VERSION)
     if isinstance(source, CachedObject):
         return send_local_blob(source, request.headers.get("Range"))
+    if isinstance(source, CachedFile):
+        return send_cached_file(source.path, source.digest)
+    if isinstance(source, FillingBlob):
+        return await send_filling_blob(request, source.fill, source.reader)
+    if isinstance(source, CachedHead):
+        return send_cached_head(source.size, source.digest)
     settings = request.config_dict[keys.SETTINGS]
     return await send_upstream_blob(request, source.response, digest, settings.upstream_read_timeout,
                                     container.image.registry)

@@ -68,6 +68,7 @@ class ManifestService:
         self._build_gate = build_gate
         self._resolutions: OrderedDict[tuple[str, str], Resolution] = OrderedDict()
         self._inflight: dict[tuple[str, str], asyncio.Future[Resolution]] = {}
+        self._listed: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
         self.upstream_resolutions = 0  # how many resolutions reached upstream (benchmarks read it)
 
     # --- serving ------------------------------------------------------------------------------------
@@ -118,6 +119,36 @@ class ManifestService:
         self._resolutions.pop((request.token, tag), None)
         await self._store.delete(self._key(request, tag))
         return await self.resolve(request, tag)
+
+    async def listed_blobs(self, request: ContainerRequest) -> frozenset[str]:
+        """The blobs the manifests resolved for this token list (layers and configs, of every image of an
+        index that wave holds): upstream showed them to the token's repository, with its credentials. Empty
+        until the token's tag is resolved; computed once per token and resolution."""
+        resolution = await self.resolution_of(request)
+        if resolution is None:
+            return frozenset()
+        memo_key = (request.token, resolution.digest)
+        listed = self._listed.get(memo_key)
+        if listed is not None:
+            return listed
+        blobs: set[str] = set()
+        manifests = [d for d in (resolution.source, resolution.digest, resolution.image_digest) if d]
+        seen: set[str] = set()
+        while manifests:
+            digest = manifests.pop()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            obj = await self._cache.get(digest)
+            if obj is not None:
+                children, layers = _references(obj.data)
+                manifests += children
+                blobs |= layers
+        listed = frozenset(blobs)
+        self._listed[memo_key] = listed
+        while len(self._listed) > 4096:
+            self._listed.popitem(last=False)
+        return listed
 
     # --- resolution ---------------------------------------------------------------------------------
 
@@ -209,3 +240,18 @@ class ManifestService:
             return augment.augment_manifest(image.data, image.media_type, config, request.config)
         except augment.InvalidManifest as exc:
             raise ManifestInvalid(f"cannot augment {request.image}: {exc}") from None
+
+
+def _references(data: bytes) -> tuple[list[str], set[str]]:
+    """The manifests an index lists, and the blobs (config, layers) an image manifest lists."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return [], set()
+    if not isinstance(document, dict):
+        return [], set()
+    children = [entry["digest"] for entry in document.get("manifests") or () if isinstance(entry, dict)
+                and isinstance(entry.get("digest"), str)]
+    blobs = {entry["digest"] for entry in [document.get("config"), *(document.get("layers") or ())]
+             if isinstance(entry, dict) and isinstance(entry.get("digest"), str)}
+    return children, blobs

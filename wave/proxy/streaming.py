@@ -13,16 +13,19 @@ import logging
 import os
 import re
 import socket
+from typing import BinaryIO
 
 import aiohttp
 from aiohttp import web
 
+from wave.proxy.blobcache import Fill, FillFailed
 from wave.proxy.cache import API_VERSION, CachedObject
 
 log = logging.getLogger("wave.proxy")
 PASSED_BLOB_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "Docker-Content-Digest", "ETag",
                        "Content-Type")
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+BLOB_TYPE = "application/octet-stream"
 
 
 async def send_upstream_blob(request: web.Request, upstream: aiohttp.ClientResponse, digest: str,
@@ -202,3 +205,59 @@ async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable
             loop.remove_reader(readable)
         if writable is not None:
             loop.remove_writer(writable)
+
+
+# --- the blob cache -----------------------------------------------------------------------------------
+
+
+def send_cached_file(path: str, digest: str) -> web.FileResponse:
+    """A blob from the directory cache: sendfile, with aiohttp's Range, HEAD and conditional requests."""
+    return web.FileResponse(path, headers={**API_VERSION, "Docker-Content-Digest": digest,
+                                           "Content-Type": BLOB_TYPE})
+
+
+def send_cached_head(size: int, digest: str) -> web.StreamResponse:
+    """HEAD of a blob in the S3 cache: what a GET would send, without the redirect (signed for GET only)."""
+    response = web.StreamResponse(headers={**API_VERSION, "Docker-Content-Digest": digest, "Content-Type": BLOB_TYPE,
+                                     "Accept-Ranges": "bytes"})
+    response.content_length = size
+    return response
+
+
+async def send_filling_blob(request: web.Request, fill: Fill, reader: BinaryIO) -> web.StreamResponse:
+    """A blob while it arrives in the cache: the spool file sent as it grows, its last byte only once the
+    digest matched; when it does not (or upstream broke off) the connection is cut, so the client sees a short
+    body and never takes the blob for whole."""
+    try:
+        response = web.StreamResponse(headers={**API_VERSION, "Docker-Content-Digest": fill.digest,
+                                               "Content-Type": BLOB_TYPE})
+        response.content_length = fill.size
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        transport = request.transport
+        loop = asyncio.get_running_loop()
+        offset, size = 0, fill.size
+        try:
+            while offset < size:
+                limit = size if fill.outcome else size - 1  # the last byte waits for the digest check
+                if offset >= limit:
+                    if not await fill.verified():
+                        raise FillFailed(fill.digest)
+                    continue
+                end = min(await fill.available(offset), size if fill.outcome else size - 1)
+                if end > offset:
+                    if transport is None or transport.is_closing():
+                        return response
+                    await loop.sendfile(transport, reader, offset, end - offset)
+                    offset = end
+        except FillFailed:
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        except (ConnectionError, RuntimeError):  # the client went away
+            return response
+        await response.write_eof()
+        return response
+    finally:
+        await asyncio.to_thread(reader.close)

@@ -142,16 +142,32 @@ class RegistryClient:
         return data
 
     async def open_blob(self, ref: ImageRef, digest: str, range_header: str | None,
-                        method: str = "GET") -> aiohttp.ClientResponse:
-        """An unread upstream blob response (200, 206 or a redirect); the caller streams and releases it."""
+                        method: str = "GET", *, follow: bool = False) -> aiohttp.ClientResponse:
+        """An unread upstream blob response (200, 206 or a redirect); the caller streams and releases it.
+
+        ``follow`` fetches the bytes behind a redirect too (without credentials), for the blob cache."""
         headers = {"Range": range_header} if range_header else {}
-        response = await self._request(method, ref, f"blobs/{digest}", headers, follow=False,
+        response = await self._request(method, ref, f"blobs/{digest}", headers, follow=follow,
                                        read_bufsize=BLOB_READ_BUFSIZE)
         if response.status in (*REDIRECTS, 200, 206, 416):
             return response
         async with response:
             self._raise_for_status(response, ref, "blob", digest)
         raise UpstreamUnavailable(f"unexpected status {response.status} for blob {digest} of {ref}")
+
+    async def blob_exists(self, ref: ImageRef, digest: str) -> bool:
+        """Whether the repository holds the blob, for wave's credentials (a HEAD; a redirect counts as yes)."""
+        try:
+            response = await self.open_blob(ref, digest, None, "HEAD")
+        except (BlobUnknown, NameUnknown):
+            return False
+        response.release()
+        return response.status in (*REDIRECTS, 200, 206)
+
+    def scope(self, ref: ImageRef) -> str:
+        """Who asks upstream for this repository: registry, repository and which credentials. What one scope
+        was shown (a blob, a manifest) is not evidence for another."""
+        return f"{ref.registry}/{ref.repository}@{credentials_id(self._credentials(ref))}"
 
     async def get_tags(self, ref: ImageRef, query: dict[str, str]) -> tuple[bytes, str | None]:
         path = "tags/list" + (f"?{urlencode(query)}" if query else "")

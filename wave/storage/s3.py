@@ -12,10 +12,12 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -244,6 +246,42 @@ class S3Storage:
             # says it is gone) so a misconfigured bucket is an error, not an endless run of misses.
             await self.ping()
         return found
+
+    async def size(self, key: str) -> int | None:
+        """The size of the object under ``key``, or None when there is none (one HEAD)."""
+        name = self._name(key)
+
+        def head() -> int | None:
+            try:
+                return int(self._s3().head_object(Bucket=self.bucket, Key=name)["ContentLength"])
+            except ClientError as exc:
+                if _code(exc) not in _MISSING:
+                    raise
+                return None
+
+        return await self._run(f"look up {key!r}", head)
+
+    async def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        """Upload a local file (multipart when large), without reading it into memory."""
+        name = self._name(key)
+
+        def upload() -> None:
+            self._s3().upload_file(str(path), self.bucket, name, ExtraArgs={"ContentType": content_type})
+
+        try:
+            await asyncio.to_thread(upload)
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
+            raise self._unavailable(f"write {key!r}", exc) from None
+
+    async def signed_url(self, key: str, seconds: int) -> str:
+        """A URL that lets its holder GET the object for ``seconds``, with no other credentials."""
+        name = self._name(key)
+
+        def sign() -> str:
+            return str(self._s3().generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": name},
+                                                         ExpiresIn=seconds))
+
+        return await self._run(f"sign a URL for {key!r}", sign)
 
     async def ping(self) -> None:
         def head_bucket() -> None:
