@@ -35,6 +35,7 @@ from wave.proxy.blobs import BlobService
 from wave.proxy.cache import ObjectCache
 from wave.proxy.manifests import ManifestService
 from wave.registry.client import RegistryClient
+from wave.registry.stale import LastGood
 from wave.storage import opened_storage
 from wave.store import opened_store
 from wave.tokens import TokenStore
@@ -62,7 +63,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[keys.HTTP] = await opened.enter_async_context(_http_session(settings))
         app[keys.STORE] = store = await opened.enter_async_context(opened_store(settings))
         app[keys.STORAGE] = await opened.enter_async_context(opened_storage(settings))
-        client = RegistryClient(app[keys.HTTP], settings)
+        client = RegistryClient(app[keys.HTTP], settings, LastGood(store, settings.stale_ttl))
         tokens = TokenStore(store)
         cache = ObjectCache(store, on_lookup=lambda hit: ops_metrics.cache_lookup("objects", hit))
         usage = UsageMetrics(store, settings, ops=ops_metrics)

@@ -22,6 +22,7 @@ class CachedObject:
     media_type: str
     data: bytes
     digest: str
+    warning: str | None = None  # a ``Warning`` header: served stale while upstream fails
     # What a response serving this object carries, built once: a warm manifest GET copies it and sends.
     headers: CIMultiDictProxy[str] = field(init=False, repr=False, compare=False)
 
@@ -30,6 +31,8 @@ class CachedObject:
         headers["Docker-Content-Digest"] = self.digest
         headers["Content-Type"] = self.media_type
         headers["ETag"] = f'"{self.digest}"'
+        if self.warning:
+            headers["Warning"] = self.warning
         object.__setattr__(self, "headers", CIMultiDictProxy(headers))
 
 

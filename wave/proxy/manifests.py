@@ -12,7 +12,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -28,6 +28,8 @@ from wave.tokens import ContainerRequest
 log = logging.getLogger("wave.proxy")
 
 MAX_CONFIG_SIZE = 8 << 20
+STALE_RETRY = 30.0  # seconds a resolution made from stale upstream answers is served before upstream is asked again
+STALE_WARNING = '110 - "Response is Stale: registry {registry} is failing; this is the last manifest it served"'
 
 # Waits for the build behind a token (if any) to finish; raises when it failed.
 BuildGate = Callable[[ContainerRequest], Awaitable[None]]
@@ -47,6 +49,7 @@ class Resolution:
     image_digest: str | None = None
     created: tuple[str, ...] = ()  # digests of the objects wave made for it (index, manifest, config)
     source: str | None = None  # upstream's digest for the tag when it was resolved
+    stale: bool = False  # resolved from upstream's last good answers while it failed: retried soon
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.__dict__)
@@ -68,6 +71,7 @@ class ManifestService:
         self._build_gate = build_gate
         self._resolutions: OrderedDict[tuple[str, str], Resolution] = OrderedDict()
         self._inflight: dict[tuple[str, str], asyncio.Future[Resolution]] = {}
+        self._stale_until: dict[tuple[str, str], float] = {}  # stale resolutions: when to ask upstream again
         self._listed: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
         self.upstream_resolutions = 0  # how many resolutions reached upstream (benchmarks read it)
 
@@ -79,7 +83,9 @@ class ManifestService:
         if (accept and resolution.media_type not in accept and resolution.image_digest
                 and not INDEX_TYPES.intersection(accept)):
             # The client cannot read an index: serve the image manifest for the token's platform.
-            return await self.by_digest(request, resolution.image_digest)
+            top = await self.by_digest(request, resolution.image_digest)
+        if resolution.stale:
+            return replace(top, warning=STALE_WARNING.format(registry=request.image.registry))
         return top
 
     async def by_digest(self, request: ContainerRequest, digest: str) -> CachedObject:
@@ -161,11 +167,18 @@ class ManifestService:
         tag = request.image.tag
         if not tag:
             return None
-        hit = self._resolutions.get((request.token, tag))
+        hit = self._remembered((request.token, tag))
         if hit is not None:
             return hit
         stored = await self._store.get(self._key(request, tag))
         return Resolution.from_json(stored) if stored is not None else None
+
+    def _remembered(self, key: tuple[str, str]) -> Resolution | None:
+        hit = self._resolutions.get(key)
+        if hit is not None and hit.stale and self._stale_until.get(key, 0.0) <= time.monotonic():
+            self._resolutions.pop(key, None)  # served stale long enough: ask upstream again
+            return None
+        return hit
 
     async def resolve(self, request: ContainerRequest, tag: str) -> Resolution:
         """What the token serves for a tag: from memory, the store, or upstream — once for concurrent callers.
@@ -173,7 +186,7 @@ class ManifestService:
         The work runs in its own task, joined before the store read: concurrent cold requests reach upstream
         once, and a caller that goes away (a client hanging up) never cancels it for the others."""
         key = (request.token, tag)
-        hit = self._resolutions.get(key)
+        hit = self._remembered(key)
         if hit is not None:
             return hit
         task = self._inflight.get(key)
@@ -187,6 +200,8 @@ class ManifestService:
         stored = await self._store.get(self._key(request, tag))
         resolution = Resolution.from_json(stored) if stored is not None else await self._resolve_upstream(request, tag)
         self._resolutions[(request.token, tag)] = resolution  # before the waiters wake: later requests hit memory
+        if resolution.stale:
+            self._stale_until[(request.token, tag)] = time.monotonic() + STALE_RETRY
         while len(self._resolutions) > 4096:
             self._resolutions.popitem(last=False)
         return resolution
@@ -205,8 +220,9 @@ class ManifestService:
                 image = await self._client.get_manifest(ref.with_reference(entry_digest))
         elif request.augments:
             image = top
+        stale = top.stale or (image is not None and image.stale)
         if image is None:
-            resolution = Resolution(top.digest, top.media_type, entry_digest, source=top.digest)
+            resolution = Resolution(top.digest, top.media_type, entry_digest, source=top.digest, stale=stale)
         else:
             augmented = await self._augment(request, image)
             objects += [augmented.manifest, augmented.config]
@@ -216,12 +232,13 @@ class ManifestService:
                 objects.append(served)
             resolution = Resolution(served.digest, served.media_type,
                                     augmented.manifest.digest if entry_digest else None,
-                                    tuple(blob.digest for blob in objects[1:]), top.digest)
+                                    tuple(blob.digest for blob in objects[1:]), top.digest, stale)
         # Objects are shared by every token that asks for the same thing: they live as long as any token
         # can (never shortened by a token with less time left); the resolution lives as long as its token.
         for blob in objects:
             await self._cache.put(CachedObject(blob.media_type, blob.data, blob.digest), self._settings.token_ttl)
-        await self._store.put(self._key(request, tag), resolution.to_json(), ttl=max(request.expires - time.time(), 1))
+        ttl = STALE_RETRY if stale else max(request.expires - time.time(), 1)
+        await self._store.put(self._key(request, tag), resolution.to_json(), ttl=ttl)
         log.info("resolved %s for token %s… -> %s", ref, request.token[:8], resolution.digest)
         return resolution
 

@@ -34,6 +34,7 @@ from wave.oci.digest import sha256_digest
 from wave.oci.mediatypes import ALL_MANIFEST_ACCEPT, manifest_type_of
 from wave.oci.reference import ImageRef
 from wave.registry.auth import Challenge, TokenCache, basic_header, credentials_id, parse_challenge
+from wave.registry.stale import LastGood
 
 log = logging.getLogger("wave.registry")
 
@@ -54,6 +55,7 @@ class Manifest:
     data: bytes
     media_type: str
     digest: str
+    stale: bool = False  # upstream failed: this is the repository's last good answer (wave.registry.stale)
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,10 @@ def is_loopback_host(host: str) -> bool:
 class RegistryClient:
     """One per process; shares the HTTP session, the challenge memory and the Bearer token cache."""
 
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings, last_good: LastGood | None = None) -> None:
         self._session = session
         self._settings = settings
+        self._last_good = last_good
         self._challenges: dict[str, Challenge] = {}
         self._tokens = TokenCache()
         self._insecure = set(settings.insecure_registries)
@@ -90,7 +93,24 @@ class RegistryClient:
     # --- public API ---------------------------------------------------------------------------------
 
     async def get_manifest(self, ref: ImageRef, accept: Sequence[str] = ALL_MANIFEST_ACCEPT) -> Manifest:
-        """The manifest bytes exactly as upstream has them; a digest reference is verified."""
+        """The manifest bytes exactly as upstream has them; a digest reference is verified. While upstream
+        fails (unreachable, 5xx, 429), the repository's last good answer, marked ``stale``."""
+        if self._last_good is None or accept != ALL_MANIFEST_ACCEPT:
+            return await self._get_manifest(ref, accept)
+        scope = self.scope(ref)
+        try:
+            manifest = await self._get_manifest(ref, accept)
+        except (UpstreamUnavailable, TooManyRequests):
+            stale = await self._last_good.manifest(scope, ref.reference)
+            if stale is None:
+                raise
+            log.warning("upstream %s failing: serving the last good manifest of %s", ref.registry, ref)
+            return Manifest(stale[2], stale[0], stale[1], stale=True)
+        await self._last_good.remember_manifest(scope, (ref.reference, manifest.digest), manifest.media_type,
+                                                manifest.digest, manifest.data)
+        return manifest
+
+    async def _get_manifest(self, ref: ImageRef, accept: Sequence[str]) -> Manifest:
         response = await self._request("GET", ref, f"manifests/{ref.reference}", {"Accept": ", ".join(accept)},
                                        follow=True)
         async with response:
@@ -110,6 +130,17 @@ class RegistryClient:
         return Manifest(data, manifest_type_of(document, response.headers.get("Content-Type")), digest)
 
     async def head_manifest(self, ref: ImageRef, accept: Sequence[str] = ALL_MANIFEST_ACCEPT) -> ManifestHead:
+        try:
+            return await self._head_manifest(ref, accept)
+        except (UpstreamUnavailable, TooManyRequests):
+            if self._last_good is None or accept != ALL_MANIFEST_ACCEPT:
+                raise
+            stale = await self._last_good.manifest(self.scope(ref), ref.reference)
+            if stale is None:
+                raise
+            return ManifestHead(stale[1], stale[0], len(stale[2]))
+
+    async def _head_manifest(self, ref: ImageRef, accept: Sequence[str]) -> ManifestHead:
         response = await self._request("HEAD", ref, f"manifests/{ref.reference}", {"Accept": ", ".join(accept)},
                                        follow=True)
         async with response:
@@ -130,7 +161,21 @@ class RegistryClient:
         return True
 
     async def get_blob(self, ref: ImageRef, digest: str, max_size: int) -> bytes:
-        """A small blob (an image config) read whole and verified against its digest."""
+        """A small blob (an image config) read whole and verified against its digest; the last good copy
+        while upstream fails."""
+        if self._last_good is None:
+            return await self._get_blob(ref, digest, max_size)
+        try:
+            data = await self._get_blob(ref, digest, max_size)
+        except (UpstreamUnavailable, TooManyRequests):
+            stale = await self._last_good.blob(self.scope(ref), digest)
+            if stale is None or sha256_digest(stale) != digest:
+                raise
+            return stale
+        await self._last_good.remember_blob(self.scope(ref), digest, data)
+        return data
+
+    async def _get_blob(self, ref: ImageRef, digest: str, max_size: int) -> bytes:
         response = await self._request("GET", ref, f"blobs/{digest}", {}, follow=True)
         async with response:
             self._raise_for_status(response, ref, "blob", digest)
