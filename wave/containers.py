@@ -1,7 +1,8 @@
 """Container requests: check what was asked for, start a build if one is needed, issue the token.
 
-The API handlers call this service; it owns the rules of the contract (what a response holds, when a token
-is issued, what is checked upstream before one is).
+The API handlers call this service with a validated request (:mod:`wave.model`); it owns the rules of the
+contract that need state or the network (when a token is issued, what is checked upstream before one is) and
+answers a :class:`SubmitResult`, which the API renders as JSON.
 """
 
 from __future__ import annotations
@@ -9,27 +10,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from wave.api.schema import SubmitRequest
+from msgspec.structs import replace
+
 from wave.config import Settings
 from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError
 from wave.locations import check_layer_location
+from wave.model import SubmitRequest
 from wave.oci import augment
 from wave.oci.layers import InvalidLayer, verify_inline_layer
 from wave.oci.mediatypes import is_index
 from wave.oci.models import ContainerConfig, Layer, uses_fusion
-from wave.oci.platform import parse_platform
+from wave.oci.platform import Platform
 from wave.oci.reference import ImageRef, parse_reference
 from wave.registry.client import RegistryClient
-from wave.tokens import ContainerRequest, TokenStore, iso_time, new_token
+from wave.tokens import ContainerRequest, TokenStore, new_token
 
 if TYPE_CHECKING:
     from wave.builds.service import BuildService
     from wave.metrics import UsageMetrics
 
 log = logging.getLogger("wave.containers")
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """The answer to a container request, rendered by the API as the contract's JSON.
+
+    ``token`` (with ``expires`` and ``container_image``) is None for a freeze: its answer is the built image
+    itself, pushed to the build repository. ``cached`` is None when no build was involved.
+    """
+
+    target_image: str
+    freeze: bool = False
+    build_id: str | None = None
+    cached: bool | None = None
+    token: str | None = None
+    expires: float | None = None
+    container_image: str | None = None
 
 
 def _without_inline_data(config: ContainerConfig) -> ContainerConfig:
@@ -46,10 +66,10 @@ class ContainerService:
         self._client = client
         self._builds = builds
         self._events = events
-        self._checked: dict[tuple[str, str], float] = {}  # recently checked sources -> until when
+        self._checked: dict[tuple[ImageRef, Platform | None], float] = {}  # recently checked sources -> until
 
-    async def submit(self, request: SubmitRequest) -> dict[str, Any]:
-        """Answer a container request with the contract's response fields."""
+    async def submit(self, request: SubmitRequest) -> SubmitResult:
+        """Answer a container request: a token for the image (or the image built for it), or the frozen image."""
         inline_layers = await self._check_layers(request)
         build_id, cached = None, None
         if request.is_build or request.freeze:
@@ -58,45 +78,35 @@ class ContainerService:
             if request.freeze:  # the answer is the real image, pushed to the build repository: no token
                 if not request.dry_run:
                     await self._record(request, None, ticket.build_id)
-                answer = {"targetImage": ticket.target_image, "buildId": ticket.build_id, "cached": ticket.cached,
-                          "freeze": True}
-                return {k: v for k, v in answer.items() if v is not None}
-            build_id, cached, image_text = ticket.build_id, ticket.cached, ticket.target_image
+                return SubmitResult(ticket.target_image, freeze=True, build_id=ticket.build_id, cached=ticket.cached)
+            build_id, cached = ticket.build_id, ticket.cached
+            image = parse_reference(ticket.target_image)  # the image the build service names (docker format)
         else:
-            assert request.container_image is not None
-            image_text = request.container_image
-            await self._check_source(parse_reference(image_text), request)
-        image = parse_reference(image_text)
+            assert request.container_image is not None  # the model: an image or a recipe
+            image = request.container_image
+            await self._check_source(image, request)
         now = time.time()
         container = ContainerRequest(
             token=new_token(),
             image=image,
             config=_without_inline_data(request.container_config),
-            platform=parse_platform(request.platform),
+            platform=request.platform,
             created=now,
             expires=now + self._settings.token_ttl,
             build_id=build_id,
             user_email=request.user_email,
             client_ip=request.client_ip,
             fusion=uses_fusion(request.container_config, self._settings.fusion_hosts),
-            source_image=request.container_image,
+            source_image=request.source_image,
         )
         if not request.dry_run:
             for layer, data in inline_layers:  # kept apart from the token record, which every pull reads
                 await self._tokens.save_layer(layer.gzip_digest, data, self._settings.token_ttl)
             await self._tokens.save(container)
             await self._record(request, container, build_id)
-        reference = f"@{image.digest}" if image.digest else f":{image.tag}"
-        response: dict[str, Any] = {
-            "containerToken": container.token,
-            "targetImage": f"{self._settings.public_authority}/wt/{container.token}/{image.repository}{reference}",
-            "expiration": iso_time(container.expires),
-            "containerImage": str(image),
-            "buildId": build_id,
-            "cached": cached if cached is not None else (False if build_id else None),
-            "freeze": False,
-        }
-        return {k: v for k, v in response.items() if v is not None}
+        return SubmitResult(container.target_image(self._settings.public_authority), build_id=build_id,
+                            cached=cached, token=container.token, expires=container.expires,
+                            container_image=str(image))
 
     async def _record(self, request: SubmitRequest, container: ContainerRequest | None,
                       build_id: str | None) -> None:
@@ -120,14 +130,14 @@ class ContainerService:
 
     async def _check_source(self, ref: ImageRef, request: SubmitRequest) -> None:
         """The image exists upstream with wave's credentials, and has the platform an augmentation needs."""
-        key = (str(ref), request.platform if not request.container_config.is_empty else "")
+        key = (ref, request.platform if not request.container_config.is_empty else None)
         if self._checked.get(key, 0.0) > time.monotonic():
             return
         try:
             head = await self._client.head_manifest(ref)
             if is_index(head.media_type) and not request.container_config.is_empty:
                 index = await self._client.get_manifest(ref.with_reference(head.digest))
-                augment.select_platform(index.data, parse_platform(request.platform))
+                augment.select_platform(index.data, request.platform)
         except (ManifestUnknown, NameUnknown):
             raise BadRequest(f"containerImage {ref} does not exist in registry {ref.registry}") from None
         except Denied as exc:

@@ -30,8 +30,8 @@ from wave.errors import BadRequest
 from wave.oci.models import uses_fusion
 
 if TYPE_CHECKING:
-    from wave.api.schema import SubmitRequest
     from wave.config import Settings
+    from wave.model import SubmitRequest
     from wave.prometheus import OpsMetrics
     from wave.store import KeyValueStore
     from wave.tokens import ContainerRequest

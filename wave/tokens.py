@@ -10,10 +10,11 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from wave.oci.models import ContainerConfig, Layer
@@ -50,10 +51,19 @@ class ContainerRequest:
     def expiration(self) -> str:
         return iso_time(self.expires)
 
+    def target_image(self, public_authority: str) -> str:
+        """The image clients pull for this token: ``<wave host>/wt/<token>/<repository>(:tag|@digest)``.
+        The one place it is spelled (the submit answer and the token description both show it)."""
+        reference = f"@{self.image.digest}" if self.image.digest else f":{self.image.tag}"
+        return f"{public_authority}/wt/{self.token}/{self.image.repository}{reference}"
+
     def to_json(self) -> bytes:
-        record = asdict(self)
+        record: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         record["image"] = str(self.image)
         record["platform"] = str(self.platform)
+        config = msgspec.structs.asdict(self.config)  # attribute names: the stored format predates camelCase
+        config["layers"] = [msgspec.structs.asdict(layer) for layer in self.config.layers]
+        record["config"] = config
         return orjson.dumps(record)
 
     @classmethod

@@ -46,9 +46,9 @@ def image(**fields: Any) -> dict[str, Any]:
 
 def test_image_request_with_defaults():
     request = submit({"containerImage": "busybox"})
-    assert request.container_image == "busybox"
+    assert str(request.container_image) == "docker.io/library/busybox:latest"
     assert request.container_config == ContainerConfig()
-    assert request.platform == "linux/amd64"
+    assert str(request.platform) == "linux/amd64"
     assert request.format == "docker"
     assert (request.freeze, request.dry_run, request.platform_credentials) == (False, False, False)
     assert not request.is_build
@@ -82,7 +82,7 @@ def test_data_layer_location_is_accepted_as_given():
                                                   ("linux/arm64/v8", "linux/arm64"), ("x86_64", "linux/amd64"),
                                                   ("", "linux/amd64")])
 def test_platform_is_normalised(platform, normalised):
-    assert submit(image(containerPlatform=platform)).platform == normalised
+    assert str(submit(image(containerPlatform=platform)).platform) == normalised
 
 
 def test_platform_credentials_are_noted_without_being_required():
@@ -106,7 +106,7 @@ def test_fields_beyond_the_contract_are_accepted_and_logged_at_debug(caplog):
              "mirror": False, "scanMode": "none", "labels": {"a": "b"}}
     with caplog.at_level(logging.DEBUG, logger="wave.api"):
         request = submit(image(**extra), v2=True)
-    assert request.container_image == "docker.io/library/ubuntu:22.04"
+    assert str(request.container_image) == "docker.io/library/ubuntu:22.04"
     logged = " ".join(record.getMessage() for record in caplog.records)
     for name in extra:
         assert name in logged
@@ -119,7 +119,7 @@ def test_dry_run_is_read():
 def test_empty_strings_count_as_absent():
     request = submit(image(containerFile="", condaFile="", containerPlatform="", buildRepository=""))
     assert (request.container_file, request.conda_file, request.build_repository) == (None, None, None)
-    assert request.platform == "linux/amd64"
+    assert str(request.platform) == "linux/amd64"
 
 
 # --- types: every field's error names it -------------------------------------------------------------
@@ -379,7 +379,7 @@ def test_build_settings_are_kept():
                       "cacheRepository": "localhost:5000/cache", "freeze": True, "format": "sif",
                       "containerPlatform": "linux/arm64"}, v2=True)
     assert (request.build_repository, request.cache_repository) == ("localhost:5000/builds", "localhost:5000/cache")
-    assert (request.freeze, request.format, request.platform) == (True, "sif", "linux/arm64")
+    assert (request.freeze, request.format, str(request.platform)) == (True, "sif", "linux/arm64")
 
 
 def test_sif_refuses_env_keys_a_shell_cannot_set_when_the_request_arrives():
@@ -389,3 +389,45 @@ def test_sif_refuses_env_keys_a_shell_cannot_set_when_the_request_arrives():
         parse_submit(body, v2=True, max_inline=1 << 20)
     body["format"] = "docker"
     assert parse_submit(body, v2=True, max_inline=1 << 20).container_config.env == ("my.key=1",)
+
+
+# --- the typed model: what the contract leaves loose, and what the surface adds ----------------------
+
+
+@pytest.mark.parametrize("size", ["9" * 19, "9" * 40, 2**63, 2**70, "١٢٣", "²", "12 ", "+12"])
+def test_gzip_size_beyond_int64_or_not_ascii_digits_is_a_400(size):
+    message = refused(image(containerConfig={"layers": [{**LAYER, "gzipSize": size}]}))
+    assert message == "containerConfig.layers[0].gzipSize must be a positive number of bytes"
+
+
+def test_largest_gzip_size_is_accepted_as_an_int():
+    request = submit(image(containerConfig={"layers": [{**LAYER, "gzipSize": str(2**63 - 1)}]}))
+    assert request.container_config.layers[0].gzip_size == 2**63 - 1
+
+
+def test_platform_fields_are_kept_typed_and_tokens_never_shown():
+    request = submit(image(towerAccessToken="eyJ.secret-access", towerRefreshToken="secret-refresh",
+                           towerEndpoint="https://api.example", towerWorkspaceId="1234"))
+    assert (request.tower_access_token, request.tower_refresh_token) == ("eyJ.secret-access", "secret-refresh")
+    assert (request.tower_endpoint, request.tower_workspace_id) == ("https://api.example", 1234)
+    for shown in (repr(request), str(request)):
+        assert "secret" not in shown
+        assert "tower_access_token='***'" in shown
+
+
+def test_identity_fields_in_the_body_are_not_believed():
+    request = parse_submit(image(userEmail="admin@seqera.io", clientIp="127.0.0.1", sourceImage="evil"),
+                           v2=True, max_inline=LIMIT, client_ip="10.1.2.3")
+    assert (request.user_email, request.client_ip) == (None, "10.1.2.3")
+    assert request.source_image == "docker.io/library/ubuntu:22.04"
+
+
+def test_image_is_parsed_once_and_kept_as_written():
+    request = submit({"containerImage": "quay.io/org/tool:1.0"})
+    assert request.container_image is not None
+    assert (request.container_image.registry, request.container_image.repository) == ("quay.io", "org/tool")
+    assert request.image_text == "quay.io/org/tool:1.0"
+
+
+def test_sif_without_freeze_is_refused_when_the_request_arrives():
+    assert "requires freeze" in refused({"containerFile": b64(DOCKERFILE), "format": "sif"}, v2=True)

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from wave.api.schema import CondaOpts, Packages, SpackOpts, SubmitRequest
 from wave.config import Settings, load_settings
+from wave.model import CondaOpts, Packages, SpackOpts, SubmitRequest
 from wave.oci.models import ContainerConfig
+from wave.oci.platform import parse_platform
+from wave.oci.reference import parse_reference
 from wave.storage.local import LocalStorage
 from wave.store.embedded import EmbeddedStore
 
@@ -33,6 +35,10 @@ def make_request(**fields: Any) -> SubmitRequest:
         "format": "docker",
     }
     values.update(fields)
+    if isinstance(values["container_image"], str):  # as a client writes it; the model holds it parsed
+        values["source_image"] = values["container_image"]
+        values["container_image"] = parse_reference(values["container_image"])
+    values["platform"] = parse_platform(values["platform"])
     return SubmitRequest(**values)
 
 

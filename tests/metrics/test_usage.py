@@ -8,10 +8,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from wave.api.schema import SubmitRequest
 from wave.config import load_settings
 from wave.errors import BadRequest, Unavailable
 from wave.metrics import MAX_RANGE_DAYS, UsageMetrics, Window, org_of
+from wave.model import SubmitRequest
 from wave.oci.models import ContainerConfig, Layer
 from wave.oci.platform import parse_platform
 from wave.oci.reference import parse_reference
@@ -34,10 +34,10 @@ class Clock:
 
 def submit(ip: str | None = "10.0.0.1", email: str | None = "alice@seqera.io", fusion: bool = False) -> SubmitRequest:
     config = ContainerConfig(layers=(FUSION_LAYER,)) if fusion else ContainerConfig()
-    return SubmitRequest(container_image="docker.io/library/busybox:latest", container_file=None,
+    return SubmitRequest(container_image=parse_reference("docker.io/library/busybox:latest"), container_file=None,
                          container_config=config, conda_file=None, spack_file=None, packages=None,
-                         platform="linux/amd64", build_repository=None, cache_repository=None, freeze=False,
-                         format="docker", user_email=email, client_ip=ip)
+                         platform=parse_platform("linux/amd64"), build_repository=None, cache_repository=None,
+                         freeze=False, format="docker", user_email=email, client_ip=ip)
 
 
 def container(email: str | None = "alice@seqera.io", fusion: bool = False) -> ContainerRequest:

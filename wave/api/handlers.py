@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from aiohttp import web
 
 from wave import __version__, keys
 from wave.api.schema import parse_submit
+from wave.containers import SubmitResult
 from wave.errors import BadRequest
 from wave.responses import json_response
+from wave.tokens import iso_time
 
 
 async def read_json(request: web.Request) -> object:
@@ -23,7 +27,21 @@ async def _submit(request: web.Request, *, v2: bool) -> web.Response:
     settings = request.app[keys.SETTINGS]
     submit = parse_submit(await read_json(request), v2=v2, max_inline=settings.max_inline_layer_size,
                           client_ip=request.get(keys.CLIENT_IP, request.remote))
-    return json_response(await request.app[keys.CONTAINERS].submit(submit))
+    return json_response(submitted(await request.app[keys.CONTAINERS].submit(submit)))
+
+
+def submitted(result: SubmitResult) -> dict[str, Any]:
+    """A submit's answer as the contract spells it; absent values are left out."""
+    body = {
+        "containerToken": result.token,
+        "targetImage": result.target_image,
+        "expiration": iso_time(result.expires) if result.expires is not None else None,
+        "containerImage": result.container_image,
+        "buildId": result.build_id,
+        "cached": result.cached,
+        "freeze": result.freeze,
+    }
+    return {k: v for k, v in body.items() if v is not None}
 
 
 async def container_token(request: web.Request) -> web.Response:

@@ -76,7 +76,6 @@ async def describe_token(request: web.Request) -> web.Response:
     container = await _container(request)
     settings = request.app[keys.SETTINGS]
     image = container.image
-    reference = f"@{image.digest}" if image.digest else f":{image.tag}"
     resolved = await request.app[keys.MANIFESTS].resolution_of(container)
     wave_digest = image.digest or (resolved.digest if resolved else None)
     source_digest = image.digest or (resolved.source if resolved else None)
@@ -92,8 +91,7 @@ async def describe_token(request: web.Request) -> web.Response:
         },
         "build": {"buildId": container.build_id} if container.build_id else None,
         "source": {"image": str(image), "digest": source_digest},
-        "wave": {"image": f"{settings.public_authority}/wt/{container.token}/{image.repository}{reference}",
-                 "digest": wave_digest},
+        "wave": {"image": container.target_image(settings.public_authority), "digest": wave_digest},
     }
     return json_response(body)
 

@@ -21,8 +21,8 @@ from wave.errors import BadRequest
 from wave.oci.reference import InvalidReference, parse_reference
 
 if TYPE_CHECKING:
-    from wave.api.schema import Packages, SubmitRequest
     from wave.config import Settings
+    from wave.model import SubmitRequest
 
 _SINGULARITY_HEADER = re.compile(r"^\s*bootstrap\s*:", re.IGNORECASE | re.MULTILINE)
 
@@ -63,13 +63,10 @@ class _Recipe:
 
 
 def define_build(request: SubmitRequest, settings: Settings) -> BuildDefinition:
-    """The build a request asks for; BadRequest names what is wrong with it."""
-    fmt = request.format or "docker"
-    if fmt not in ("docker", "sif"):
-        raise BadRequest(f"format must be docker or sif, not {fmt!r}")
-    if fmt == "sif" and not request.freeze:
-        raise BadRequest("format sif requires freeze: true (the Singularity image is pushed to buildRepository)")
-    platform = request.platform or "linux/amd64"
+    """The build a request asks for; BadRequest names what is wrong with it. The request is valid (the
+    model checked it); what is checked here is what only a build definition can tell."""
+    fmt = request.format
+    platform = str(request.platform)
     recipe = _recipe(request, settings, fmt, platform)
     repository = naming.resolve_repository(request.build_repository, settings)
     cache = naming.resolve_cache_repository(request.cache_repository, settings)
@@ -114,9 +111,9 @@ def _recipe(request: SubmitRequest, settings: Settings, fmt: str, platform: str)
         recipe = _conda(request, settings, fmt)
     elif request.spack_file or (packages and packages.type == "SPACK"):
         recipe = _spack(request, settings, fmt, platform)
-    elif request.freeze and request.container_image:
-        header = (f"BootStrap: docker\nFrom: {request.container_image}\n" if fmt == "sif"
-                  else f"# wave generated container file\nFROM {request.container_image}\n")
+    elif request.freeze and request.image_text:
+        header = (f"BootStrap: docker\nFrom: {request.image_text}\n" if fmt == "sif"
+                  else f"# wave generated container file\nFROM {request.image_text}\n")
         recipe = _Recipe("freeze", header)
     else:
         raise BadRequest("nothing to build: give containerFile, packages, condaFile or spackFile "
@@ -149,25 +146,12 @@ def _container_file(text: str, fmt: str) -> _Recipe:
 
 
 def _image(text: str, what: str) -> str:
+    """An image named by a setting (the request's own images the model checked)."""
     try:
         parse_reference(text)
     except InvalidReference as exc:
         raise BadRequest(f"{what}: {exc}") from None
     return text
-
-
-def _commands(commands: tuple[str, ...], what: str) -> str:
-    for command in commands:
-        if "\n" in command or "\r" in command:
-            raise BadRequest(f"{what} entries must be single lines")
-    return "\n".join(commands)
-
-
-def _entries(packages: Packages) -> tuple[str, ...]:
-    for entry in (*packages.entries, *packages.channels):
-        if not entry.strip() or "\n" in entry or "\r" in entry:
-            raise BadRequest(f"package names and channels must be single non-empty lines, not {entry[:60]!r}")
-    return packages.entries
 
 
 def _shell_words(packages: str | None) -> str:
@@ -179,17 +163,15 @@ def _conda(request: SubmitRequest, settings: Settings, fmt: str) -> _Recipe:
     packages = request.packages
     if packages is not None:
         opts = packages.conda_opts
-        image = _image(opts.mamba_image or settings.conda_image, "condaOpts.mambaImage")
+        image = opts.mamba_image or _image(settings.conda_image, "WAVE_CONDA_IMAGE")
         base = opts.base_packages if opts.base_packages is not None else settings.conda_base_packages
-        commands = _commands(opts.commands, "condaOpts.commands")
+        commands = "\n".join(opts.commands)
         if packages.env_file:
             conda_file = conda.with_channels(packages.env_file, packages.channels)
             tools = conda.tool_names(conda_file)
-        elif packages.entries:
-            conda_file = conda.conda_yaml(_entries(packages), packages.channels)
+        else:  # the model guarantees entries or an env file
+            conda_file = conda.conda_yaml(packages.entries, packages.channels)
             tools = conda.entry_tools(packages.entries)
-        else:
-            raise BadRequest("packages needs entries (a list of package names) or envFile")
     else:
         assert request.conda_file is not None
         conda_file = request.conda_file if request.conda_file.endswith("\n") else request.conda_file + "\n"
@@ -209,15 +191,12 @@ def _spack(request: SubmitRequest, settings: Settings, fmt: str, platform: str) 
     packages = request.packages
     if packages is not None:
         opts = packages.spack_opts
-        base, commands = opts.base_packages, _commands(opts.commands, "spackOpts.commands")
+        base, commands = opts.base_packages, "\n".join(opts.commands)
         if packages.env_file:
             spack_file = packages.env_file if packages.env_file.endswith("\n") else packages.env_file + "\n"
-            tools = spack.tool_names(spack_file)
-        elif packages.entries:
-            spack_file = spack.spack_yaml(_entries(packages))
-            tools = spack.tool_names(spack_file)
-        else:
-            raise BadRequest("packages needs entries (a list of package names) or envFile")
+        else:  # the model guarantees entries or an env file
+            spack_file = spack.spack_yaml(packages.entries)
+        tools = spack.tool_names(spack_file)
     else:
         assert request.spack_file is not None
         spack_file = request.spack_file if request.spack_file.endswith("\n") else request.spack_file + "\n"

@@ -14,14 +14,12 @@ import shlex
 from dataclasses import dataclass
 
 from wave.errors import BadRequest
-from wave.oci.digest import is_sha256_digest
 from wave.oci.layers import InvalidLayer, inline_bytes
 from wave.oci.models import ContainerConfig, Layer
 
-# What the API accepts (wave.api.schema): Dockerfile ENV takes such keys as they are. A shell does not
-# (``export a.b=…`` is an error), so Singularity's %environment takes only shell names.
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The request model (wave.model) has checked the config: env items are KEY=value with keys Dockerfile ENV
+# takes as they are, and shell names only for format sif (Singularity's %environment is a shell script);
+# layer digests are sha256 and locations data: or http(s).
 LAYERS_DIR = "/opt/wave/layers"
 
 
@@ -43,8 +41,6 @@ class FrozenLayers:
 
 
 def layer_file_name(layer: Layer) -> str:
-    if not is_sha256_digest(layer.gzip_digest):
-        raise BadRequest(f"invalid layer gzipDigest {layer.gzip_digest!r}")
     return f"layer-{layer.gzip_digest.removeprefix('sha256:')}.tar.gz"
 
 
@@ -65,12 +61,10 @@ def prepare_layers(config: ContainerConfig) -> FrozenLayers:
     for layer in config.layers:
         name = layer_file_name(layer)
         names.append(name)
-        if layer.location.startswith("data:"):
+        if layer.is_inline:
             files[name] = _decode_inline(layer)
-        elif layer.location.startswith(("http://", "https://")):
-            downloads.append(LayerDownload(layer.location, name, layer.gzip_digest, layer.gzip_size))
         else:
-            raise BadRequest(f"layer location must be http(s):// or data:, not {layer.location[:40]!r}")
+            downloads.append(LayerDownload(layer.location, name, layer.gzip_digest, layer.gzip_size))
     return FrozenLayers(files, tuple(downloads), tuple(names))
 
 
@@ -83,9 +77,7 @@ def _single_line(value: str, what: str) -> str:
 def _env_pairs(config: ContainerConfig) -> list[tuple[str, str]]:
     pairs = []
     for item in config.env:
-        key, sep, value = item.partition("=")
-        if not sep or not _ENV_KEY.fullmatch(key):
-            raise BadRequest(f"containerConfig.env entries must be KEY=value, not {item[:60]!r}")
+        key, _, value = item.partition("=")
         pairs.append((key, _single_line(value, "containerConfig.env")))
     return pairs
 
@@ -121,11 +113,6 @@ def singularity_config(config: ContainerConfig, layer_names: tuple[str, ...]) ->
     if post:
         out += ["%post", *post]
     env = _env_pairs(config)
-    for key, _ in env:
-        if not _SHELL_NAME.fullmatch(key):
-            raise BadRequest(f"containerConfig.env key {key!r} cannot be set in a Singularity image: its "
-                             "%environment is a shell script, where names hold only letters, digits and _ "
-                             "(format docker accepts it)")
     if env:
         out += ["%environment", *(f"    export {key}={shlex.quote(value)}" for key, value in env)]
     if config.entrypoint is not None or config.cmd is not None or config.working_dir:

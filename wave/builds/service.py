@@ -31,8 +31,8 @@ from wave.builds.workspace import LayerDownloadError, download_layers, remove_wo
 from wave.errors import BadRequest, NotFound, Unavailable
 
 if TYPE_CHECKING:
-    from wave.api.schema import SubmitRequest
     from wave.config import Settings
+    from wave.model import SubmitRequest
     from wave.storage.base import ObjectStorage
     from wave.store.base import KeyValueStore
 
