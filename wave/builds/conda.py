@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-import wave.builds.yamlish as yamlish
+import yaml
 
 _VERSION_SPLIT = re.compile(r"[=<>!~ ]+")
+
+
+def _dump(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
+def _load(text: str) -> dict[str, Any]:
+    """The file's top-level mapping; {} for anything else (not YAML, a list, a scalar): reading it only names
+    the tools in a tag, and the builder reports what is wrong with a bad file."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _scalars(items: Any) -> list[str]:
+    return [str(i) for i in items if isinstance(i, str | int | float) and not isinstance(i, bool)] if isinstance(
+        items, list) else []
 
 
 def conda_yaml(entries: tuple[str, ...], channels: tuple[str, ...]) -> str:
@@ -14,24 +34,23 @@ def conda_yaml(entries: tuple[str, ...], channels: tuple[str, ...]) -> str:
     (and ``pip`` itself becomes a dependency, without which conda cannot install them)."""
     conda = [e for e in entries if not e.startswith("pip:")]
     pip = [e.removeprefix("pip:") for e in entries if e.startswith("pip:")]
-    lines = []
-    if channels:
-        lines += ["channels:", *(f"- {yamlish.scalar(c)}" for c in channels)]
-    lines.append("dependencies:")
-    lines += [f"- {yamlish.scalar(e)}" for e in conda]
+    dependencies: list[Any] = list(conda)
     if pip:
         if not any(_name(e) == "pip" for e in conda):
-            lines.append("- pip")
-        lines += ["- pip:", *(f"  - {yamlish.scalar(p)}" for p in pip)]
-    return "\n".join(lines) + "\n"
+            dependencies.append("pip")
+        dependencies.append({"pip": pip})
+    document: dict[str, Any] = {"channels": list(channels)} if channels else {}
+    document["dependencies"] = dependencies
+    return _dump(document)
 
 
 def with_channels(env_file: str, channels: tuple[str, ...]) -> str:
-    """An environment file given by the user, with the request's channels added when it names none."""
-    if not channels or yamlish.has_top_level_key(env_file, "channels"):
-        return env_file if env_file.endswith("\n") else env_file + "\n"
-    head = "channels:\n" + "".join(f"- {yamlish.scalar(c)}\n" for c in channels)
-    return head + (env_file if env_file.endswith("\n") else env_file + "\n")
+    """An environment file given by the user, with the request's channels added when it names none. The
+    user's text is kept as written (comments and all); the channels go in front of it."""
+    text = env_file if env_file.endswith("\n") else env_file + "\n"
+    if not channels or "channels" in _load(env_file):
+        return text
+    return _dump({"channels": list(channels)}) + text
 
 
 def _name(entry: str) -> str:
@@ -42,10 +61,22 @@ def _name(entry: str) -> str:
 
 def tool_names(conda_file: str) -> list[str]:
     """The environment's ``name``, else one name per dependency (see :func:`entry_tools`)."""
-    name = yamlish.top_level_value(conda_file, "name")
-    if name:
-        return [name]
-    return entry_tools(yamlish.list_under(conda_file, ("dependencies",)))
+    document = _load(conda_file)
+    name = _scalars([document.get("name")])
+    if name and name[0]:
+        return name
+    return entry_tools(_dependencies(document.get("dependencies")))
+
+
+def _dependencies(items: Any) -> list[str]:
+    """The dependency names, a ``- pip: [...]`` item's as ``pip:<name>``."""
+    names: list[str] = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict):
+            names += ["pip:" + p for p in _scalars(item.get("pip"))]
+        else:
+            names += _scalars([item])
+    return names
 
 
 def entry_tools(entries: list[str] | tuple[str, ...]) -> list[str]:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-import wave.builds.yamlish as yamlish
+import yaml
 
 _SPEC_NAME = re.compile(r"^([A-Za-z0-9_.-]+)(?:@([A-Za-z0-9_.:-]+))?")
 SPACK_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
 def spack_yaml(entries: tuple[str, ...]) -> str:
-    specs = "".join(f"  - {yamlish.scalar(e)}\n" for e in entries)
-    return f"spack:\n  specs:\n{specs}  concretizer:\n    unify: true\n"
+    document = {"spack": {"specs": list(entries), "concretizer": {"unify": True}}}
+    return yaml.safe_dump(document, default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
 def spack_arch(platform: str) -> str:
@@ -24,7 +25,7 @@ def spack_arch(platform: str) -> str:
 def tool_names(spack_file: str) -> list[str]:
     """``<package>[-<version>]`` per spec of ``spack.specs``."""
     names: list[str] = []
-    for spec in yamlish.list_under(spack_file, ("spack", "specs")):
+    for spec in _specs(spack_file):
         match = _SPEC_NAME.match(spec.strip())
         if not match:
             continue
@@ -32,3 +33,15 @@ def tool_names(spack_file: str) -> list[str]:
         if tool not in names:
             names.append(tool)
     return names
+
+
+def _specs(spack_file: str) -> list[str]:
+    """``spack.specs`` as text; none when the file is not YAML or not shaped so (reading it only names the
+    tools in a tag: the builder reports what is wrong with a bad file)."""
+    try:
+        document: Any = yaml.safe_load(spack_file)
+    except yaml.YAMLError:
+        return []
+    spack = document.get("spack") if isinstance(document, dict) else None
+    specs = spack.get("specs") if isinstance(spack, dict) else None
+    return [s for s in specs if isinstance(s, str)] if isinstance(specs, list) else []
