@@ -8,6 +8,7 @@ error JSON); the rest is the control API (``{"message": …}``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -17,6 +18,7 @@ from aiohttp import web
 from wave import keys, ops
 from wave.api import builds as build_routes
 from wave.api import metrics as metrics_api
+from wave.api import pairing as pairing_api
 from wave.api import routes as api_routes
 from wave.api import tokens as token_api
 from wave.builds.gate import BuildGate
@@ -24,9 +26,14 @@ from wave.builds.launchers import create_launcher
 from wave.builds.service import BuildService
 from wave.config import Settings
 from wave.containers import ContainerService
+from wave.identity import IdentityService
 from wave.metrics import UsageMetrics
 from wave.middlewares import client_address_middleware, error_middleware, render_api, render_oci
 from wave.oci.reference import parse_reference
+from wave.platform.client import DirectTransport, PlatformClient
+from wave.platform.crypto import local_secret
+from wave.platform.pairing import PairingStore
+from wave.platform.tunnel import Tunnels
 from wave.prometheus import OpsMetrics
 from wave.proxy import handlers as proxy_handlers
 from wave.proxy import routes as proxy_routes
@@ -64,13 +71,23 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[keys.STORE] = store = await opened.enter_async_context(opened_store(settings))
         app[keys.STORAGE] = await opened.enter_async_context(opened_storage(settings))
         client = RegistryClient(app[keys.HTTP], settings, LastGood(store, settings.stale_ttl))
+        app[keys.PAIRINGS] = pairings = PairingStore(store, settings.secret_key)
+        app[keys.TUNNELS] = tunnels = Tunnels(store, settings.platform_timeout, relay_key=settings.secret_key,
+                                              relay=bool(settings.redis_url))
+        opened.push_async_callback(tunnels.close)
+        seal_secret = settings.secret_key or await asyncio.to_thread(local_secret,
+                                                                     str(settings.state_dir / "secret.key"))
+        platform = PlatformClient(DirectTransport(app[keys.HTTP], settings.platform_timeout), tunnels)
+        app[keys.IDENTITY] = identity = IdentityService(settings, platform, pairings, client.static_credentials,
+                                                        seal_secret)
         tokens = TokenStore(store)
         cache = ObjectCache(store, on_lookup=lambda hit: ops_metrics.cache_lookup("objects", hit))
         usage = UsageMetrics(store, settings, ops=ops_metrics)
         builds = BuildService(settings, store, app[keys.STORAGE], create_launcher(settings),
                               lambda ref: client.exists(parse_reference(ref)), events=usage)
         opened.push_async_callback(builds.close)
-        manifests = ManifestService(settings, client, store, cache, BuildGate(builds, settings.build_timeout))
+        manifests = ManifestService(settings, client, store, cache, BuildGate(builds, settings.build_timeout),
+                                    auth_of=identity.container_auth)
         app[keys.REGISTRY] = client
         app[keys.TOKENS] = tokens
         app[keys.BUILDS] = builds
@@ -80,7 +97,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             app[keys.BLOB_CACHE] = blob_cache
         app[keys.BLOBS] = BlobService(client, cache, manifests, tokens, blob_cache)
         app[keys.EVENTS] = usage
-        app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds, events=usage)
+        app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds, events=usage, identity=identity)
         yield
 
 
@@ -106,4 +123,5 @@ def create_app(settings: Settings) -> web.Application:
     ops.setup(app)
     metrics_api.setup(app)
     token_api.setup(app)
+    pairing_api.setup(app)
     return app

@@ -214,6 +214,12 @@ class Settings:
     metrics_accounts: Mapping[str, str] = setting({}, "WAVE_METRICS_ACCOUNTS", parse_accounts, secret=True)
     fusion_hosts: tuple[str, ...] = setting(("fusionfs.seqera.io",), "WAVE_FUSION_HOSTS", parse_list)
 
+    # Seqera Platform: identity, pairing, users' registry credentials
+    platform_endpoints: tuple[str, ...] = setting(("https://api.cloud.seqera.io",), "WAVE_PLATFORM_ENDPOINTS",
+                                                  parse_list)  # allowed to pair; "*" for any
+    platform_timeout: float = setting(20.0, "WAVE_PLATFORM_TIMEOUT", parse_duration)
+    secret_key: str = setting("", "WAVE_SECRET_KEY", secret=True)  # seals secrets kept in the store
+
     @property
     def public_url(self) -> str:
         return (self.server_url or f"http://localhost:{self.port}").rstrip("/")

@@ -17,6 +17,7 @@ from msgspec.structs import replace
 
 from wave.config import Settings
 from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError
+from wave.identity import api_error
 from wave.locations import check_layer_location
 from wave.model import SubmitRequest
 from wave.oci import augment
@@ -25,12 +26,16 @@ from wave.oci.mediatypes import is_index
 from wave.oci.models import ContainerConfig, Layer, uses_fusion
 from wave.oci.platform import Platform
 from wave.oci.reference import ImageRef, parse_reference
+from wave.platform.client import PlatformError
 from wave.registry.client import RegistryClient
 from wave.tokens import ContainerRequest, TokenStore, new_token
 
 if TYPE_CHECKING:
-    from wave.builds.service import BuildService
+    from wave.builds.service import BuildCredentials, BuildService
+    from wave.identity import IdentityService
     from wave.metrics import UsageMetrics
+    from wave.platform.models import PlatformIdentity
+    from wave.registry.auth import UpstreamAuth
 
 log = logging.getLogger("wave.containers")
 
@@ -60,21 +65,27 @@ def _without_inline_data(config: ContainerConfig) -> ContainerConfig:
 
 class ContainerService:
     def __init__(self, settings: Settings, tokens: TokenStore, client: RegistryClient,
-                 builds: BuildService, events: UsageMetrics) -> None:
+                 builds: BuildService, events: UsageMetrics, identity: IdentityService | None = None) -> None:
         self._settings = settings
+        self._identity = identity
         self._tokens = tokens
         self._client = client
         self._builds = builds
         self._events = events
-        self._checked: dict[tuple[ImageRef, Platform | None], float] = {}  # recently checked sources -> until
+        # recently checked (source, platform, credentials) -> until when
+        self._checked: dict[tuple[ImageRef, Platform | None, str], float] = {}
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         """Answer a container request: a token for the image (or the image built for it), or the frozen image."""
+        identity = await self._resolve_identity(request)
+        if identity is not None:
+            request = replace(request, user_email=identity.email)
         inline_layers = await self._check_layers(request)
         build_id, cached = None, None
         if request.is_build or request.freeze:
             # A dry run only plans: no registry check, no build, nothing counted.
-            ticket = self._builds.plan(request) if request.dry_run else await self._builds.submit(request)
+            ticket = self._builds.plan(request) if request.dry_run else await self._builds.submit(
+                request, credentials=self._build_credentials(identity))
             if request.freeze:  # the answer is the real image, pushed to the build repository: no token
                 if not request.dry_run:
                     await self._record(request, None, ticket.build_id)
@@ -84,7 +95,7 @@ class ContainerService:
         else:
             assert request.container_image is not None  # the model: an image or a recipe
             image = request.container_image
-            await self._check_source(image, request)
+            await self._check_source(image, request, identity)
         now = time.time()
         container = ContainerRequest(
             token=new_token(),
@@ -98,6 +109,7 @@ class ContainerService:
             client_ip=request.client_ip,
             fusion=uses_fusion(request.container_config, self._settings.fusion_hosts),
             source_image=request.source_image,
+            identity=identity,
         )
         if not request.dry_run:
             for layer, data in inline_layers:  # kept apart from the token record, which every pull reads
@@ -128,15 +140,47 @@ class ContainerService:
                                            f"{where}.location")
         return inline
 
-    async def _check_source(self, ref: ImageRef, request: SubmitRequest) -> None:
-        """The image exists upstream with wave's credentials, and has the platform an augmentation needs."""
-        key = (ref, request.platform if not request.container_config.is_empty else None)
+    async def _resolve_identity(self, request: SubmitRequest) -> PlatformIdentity | None:
+        if self._identity is None or not request.tower_access_token:
+            return None
+        return await self._identity.resolve(request.tower_access_token, request.tower_refresh_token,
+                                            request.tower_endpoint, request.tower_workspace_id, request.workflow_id)
+
+    def _build_credentials(self, identity: PlatformIdentity | None) -> BuildCredentials | None:
+        service = self._identity
+        if service is None or identity is None:
+            return None
+
+        async def lookup(registries: set[str]) -> dict[str, tuple[str, str]]:
+            assert service is not None
+            try:
+                return await service.build_credentials(identity, registries)
+            except PlatformError as exc:
+                raise api_error(exc) from None
+
+        return lookup
+
+    async def _source_auth(self, ref: ImageRef, identity: PlatformIdentity | None) -> UpstreamAuth | None:
+        if self._identity is None:
+            return None
+        try:
+            return await self._identity.registry_auth(identity, ref.registry)
+        except PlatformError as exc:
+            raise api_error(exc) from None
+
+    async def _check_source(self, ref: ImageRef, request: SubmitRequest,
+                            identity: PlatformIdentity | None = None) -> None:
+        """The image exists upstream with the requester's credentials (a Platform user's own, else wave's),
+        and has the platform an augmentation needs."""
+        auth = await self._source_auth(ref, identity)
+        who = auth.id if auth is not None else "static"
+        key = (ref, request.platform if not request.container_config.is_empty else None, who)
         if self._checked.get(key, 0.0) > time.monotonic():
             return
         try:
-            head = await self._client.head_manifest(ref)
+            head = await self._client.head_manifest(ref, auth=auth)
             if is_index(head.media_type) and not request.container_config.is_empty:
-                index = await self._client.get_manifest(ref.with_reference(head.digest))
+                index = await self._client.get_manifest(ref.with_reference(head.digest), auth=auth)
                 augment.select_platform(index.data, request.platform)
         except (ManifestUnknown, NameUnknown):
             raise BadRequest(f"containerImage {ref} does not exist in registry {ref.registry}") from None

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from wave.builds.service import BuildService
     from wave.containers import ContainerService
     from wave.errors import WaveError
+    from wave.identity import IdentityService
     from wave.metrics import UsageMetrics
+    from wave.platform.pairing import PairingStore
+    from wave.platform.tunnel import Tunnels
     from wave.prometheus import OpsMetrics
     from wave.proxy.blobcache import BlobCache
     from wave.proxy.blobs import BlobService
@@ -39,6 +42,9 @@ BUILDS: web.AppKey[BuildService] = web.AppKey("builds")
 STORAGE: web.AppKey[ObjectStorage] = web.AppKey("storage")
 EVENTS: web.AppKey[UsageMetrics] = web.AppKey("events")  # usage metrics: pulls, requests, builds
 OPS: web.AppKey[OpsMetrics] = web.AppKey("ops")  # Prometheus counters of this replica
+PAIRINGS: web.AppKey[PairingStore] = web.AppKey("pairings")  # Seqera Platform pairing records (shared store)
+TUNNELS: web.AppKey[Tunnels] = web.AppKey("tunnels")  # pairing sockets: calls to a paired Platform
+IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity")  # Platform users and their credentials
 
 # per request
 CLIENT_IP: web.RequestKey[str | None] = web.RequestKey("client_ip")  # behind trusted proxies: the real client

@@ -135,6 +135,7 @@ class SubmitRequest(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
     tower_refresh_token: Text | None = None
     tower_endpoint: Text | None = None
     tower_workspace_id: WorkspaceId | None = None
+    workflow_id: Text | None = None  # sent by Nextflow: Platform credentials are then cached for the run
     # From the surface, not the body (SURFACE_FIELDS):
     source_image: str | None = None  # containerImage as the client wrote it (a freeze builds FROM it)
     user_email: str | None = None

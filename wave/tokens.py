@@ -20,6 +20,7 @@ import orjson
 from wave.oci.models import ContainerConfig, Layer
 from wave.oci.platform import Platform, parse_platform
 from wave.oci.reference import ImageRef, parse_reference
+from wave.platform.models import PlatformIdentity
 from wave.store import KeyValueStore
 
 TOKEN_BYTES = 16
@@ -41,6 +42,7 @@ class ContainerRequest:
     client_ip: str | None = None
     fusion: bool = False
     source_image: str | None = None  # as the client wrote it
+    identity: PlatformIdentity | None = None  # the Seqera Platform user who asked (tokens sealed)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,6 +81,8 @@ class ContainerRequest:
         )
         record["image"] = parse_reference(record["image"])
         record["platform"] = parse_platform(record["platform"])
+        if record.get("identity") is not None:
+            record["identity"] = PlatformIdentity(**record["identity"])
         return cls(**record)
 
 

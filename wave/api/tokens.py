@@ -72,6 +72,15 @@ def _config(config: ContainerConfig) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v not in (None, [])}
 
 
+def _user(container: ContainerRequest) -> dict[str, Any] | None:
+    """The Seqera Platform user who asked: name and workspace (not the e-mail: whoever holds a token reads this)."""
+    who = container.identity
+    if who is None:
+        return None
+    return {"userName": who.user_name, "userId": who.user_id, "workspaceId": who.workspace_id,
+            "towerEndpoint": who.endpoint}
+
+
 async def describe_token(request: web.Request) -> web.Response:
     container = await _container(request)
     settings = request.app[keys.SETTINGS]
@@ -90,6 +99,7 @@ async def describe_token(request: web.Request) -> web.Response:
             "freeze": container.freeze,
         },
         "build": {"buildId": container.build_id} if container.build_id else None,
+        "user": _user(container),
         "source": {"image": str(image), "digest": source_digest},
         "wave": {"image": container.target_image(settings.public_authority), "digest": wave_digest},
     }

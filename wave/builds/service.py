@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from wave.builds.definition import BuildDefinition, define_build
 from wave.builds.launchers.base import BuildJob, Launcher, LaunchResult
+from wave.builds.launchers.registries import referenced_registries, registry_host
 from wave.builds.logs import BuildLog, log_key
 from wave.builds.records import (
     DEADLINE_GRACE,
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("wave.builds")
 
 ImageExists = Callable[[str], Awaitable[bool]]
+# The requester's own credentials for the registries a build talks to (looked up when the build is defined).
+BuildCredentials = Callable[[set[str]], Awaitable[dict[str, tuple[str, str]]]]
 LAUNCH_GRACE = 30.0  # beyond the timeout given to a launcher before the service gives up on it
 MAX_POLL = 0.5  # seconds between store polls while waiting for a build of another replica
 CLAIM_ATTEMPTS = 5
@@ -96,13 +99,15 @@ class BuildService:
         definition = define_build(request, self._settings)
         return BuildTicket(None, definition.target_image, False, request.freeze, definition.format)
 
-    async def submit(self, request: SubmitRequest) -> BuildTicket:
+    async def submit(self, request: SubmitRequest, credentials: BuildCredentials | None = None) -> BuildTicket:
         """Return the build for this request: the existing image (cached), the build already producing it,
-        or a new build started in the background. BadRequest for what the client must fix."""
+        or a new build started in the background. BadRequest for what the client must fix. ``credentials``
+        looks up the requester's own registry credentials (Seqera Platform) for a build this call starts."""
         if self._closing:
             raise Unavailable("wave is shutting down")
         definition = define_build(request, self._settings)
         target = definition.target_image
+        user_credentials = await self._user_credentials(request, definition, credentials)
 
         def ticket(build_id: str | None, cached: bool, launched: bool = False) -> BuildTicket:
             return BuildTicket(build_id, target, cached, request.freeze, definition.format, launched)
@@ -119,7 +124,7 @@ class BuildService:
             record = await self._new_record(definition)
             if await self._records.claim(target, record.id, self._settings.build_timeout + DEADLINE_GRACE):
                 requester = _Requester(request.user_email, request.client_ip)
-                self._start(definition, record, requester)
+                self._start(definition, record, requester, user_credentials)
                 await self._notify("build_launched", record.id, requester)
                 return ticket(record.id, False, launched=True)
             await self._records.delete(record.id)
@@ -130,6 +135,20 @@ class BuildService:
             if last is not None and await self._image_exists(definition.image_reference):
                 return ticket(last, True)
         raise Unavailable(f"could not start a build of {target}: the store is contended; retry")
+
+    async def _user_credentials(self, request: SubmitRequest, definition: BuildDefinition,
+                                credentials: BuildCredentials | None) -> dict[str, tuple[str, str]]:
+        """The requester's credentials for the build's registries, except for wave's own build and cache
+        repositories (wave's configured credentials push there) unless the request named them itself."""
+        if credentials is None:
+            return {}
+        hosts = referenced_registries(definition.build_file, definition.target_image)
+        if definition.cache_repository:
+            hosts |= {h for h in [registry_host(definition.cache_repository)] if h}
+        service_hosts = {registry_host(r) for r in (self._settings.build_repo, self._settings.cache_repo) if r}
+        service_hosts -= {registry_host(r) for r in (request.build_repository, request.cache_repository) if r}
+        found = await credentials(hosts)
+        return {host: creds for host, creds in found.items() if host not in service_hosts}
 
     async def _new_record(self, definition: BuildDefinition) -> BuildRecord:
         build_id = await self._records.next_id(definition.container_id)
@@ -170,14 +189,17 @@ class BuildService:
         except Exception:
             log.exception("build %s: usage metrics hook %s failed", build_id, event)
 
-    def _start(self, definition: BuildDefinition, record: BuildRecord, requester: _Requester) -> None:
+    def _start(self, definition: BuildDefinition, record: BuildRecord, requester: _Requester,
+               credentials: dict[str, tuple[str, str]] | None = None) -> None:
         self._done[record.id] = asyncio.Event()
         self._logs[record.id] = BuildLog(self._storage, record.id)
-        task = asyncio.create_task(self._run(definition, record, requester), name=f"build-{record.id}")
+        task = asyncio.create_task(self._run(definition, record, requester, credentials or {}),
+                                   name=f"build-{record.id}")
         self._tasks[record.id] = task
         task.add_done_callback(lambda _: self._tasks.pop(record.id, None))
 
-    async def _run(self, definition: BuildDefinition, record: BuildRecord, requester: _Requester) -> None:
+    async def _run(self, definition: BuildDefinition, record: BuildRecord, requester: _Requester,
+                   credentials: dict[str, tuple[str, str]]) -> None:
         build_log = self._logs[record.id]
         log.info("build %s started: %s (%s, %s)", record.id, record.target_image, definition.kind,
                  self._launcher.name)
@@ -196,6 +218,7 @@ class BuildService:
                 format=definition.format,
                 timeout=self._settings.build_timeout,
                 cache_repository=definition.cache_repository,
+                credentials=credentials,
             )
             result = await asyncio.wait_for(self._launcher.launch(job, build_log),
                                             self._settings.build_timeout + LAUNCH_GRACE)

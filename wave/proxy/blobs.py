@@ -95,11 +95,13 @@ class BlobService:
             cached = await self._from_cache(self._blobs, request, digest, range_header, method)
             if cached is not None:
                 return cached
-        return _source(await self._client.open_blob(request.image, digest, range_header, method))
+        auth = await self._manifests.auth_of(request)  # the token's user's credentials, or wave's
+        return _source(await self._client.open_blob(request.image, digest, range_header, method, auth=auth))
 
     async def _from_cache(self, blobs: BlobCache, request: ContainerRequest, digest: str, range_header: str | None,
                           method: str) -> BlobSource | None:
         """The blob from the cache, or arriving into it; None to go upstream as without a cache."""
+        auth = await self._manifests.auth_of(request)  # the token's user's credentials, or wave's
         for _ in range(3):  # a fill that ends while we look moves its file: look again
             stored = await blobs.find(digest, signed=method == "GET")
             if stored is not None:
@@ -114,9 +116,10 @@ class BlobService:
                 return RedirectBlob(stored.url)
             if method != "GET" or range_header:
                 return None  # parts and HEADs of a blob not cached yet: upstream answers them
-            scope = self._client.scope(request.image)
+            scope = self._client.scope(request.image, auth)
             got = await blobs.fill_or_join(
-                digest, scope, lambda: self._client.open_blob(request.image, digest, None, method, follow=True))
+                digest, scope, lambda: self._client.open_blob(request.image, digest, None, method, follow=True,
+                                                              auth=auth))
             if isinstance(got, aiohttp.ClientResponse):
                 return _source(got)
             fill = got
@@ -133,12 +136,13 @@ class BlobService:
         resolved for the token lists it, or upstream confirmed it (a HEAD, remembered a few minutes)."""
         if digest in await self._manifests.listed_blobs(request):
             return True
-        scope = self._client.scope(request.image)
+        auth = await self._manifests.auth_of(request)
+        scope = self._client.scope(request.image, auth)
         until = self._confirmed.get((scope, digest))
         if until is not None and until > time.monotonic():
             return True
         try:
-            exists = await self._client.blob_exists(request.image, digest)
+            exists = await self._client.blob_exists(request.image, digest, auth=auth)
         except RegistryError:  # upstream down, rate limiting, denying: nothing is confirmed
             return False
         if exists:

@@ -90,7 +90,8 @@ async def blob(request: web.Request) -> web.StreamResponse:
 async def tags(request: web.Request) -> web.Response:
     container = await _container(request)
     query = {k: v for k, v in request.query.items() if k in ("n", "last")}
-    body, link = await request.config_dict[keys.REGISTRY].get_tags(container.image, query)
+    auth = await request.config_dict[keys.MANIFESTS].auth_of(container)
+    body, link = await request.config_dict[keys.REGISTRY].get_tags(container.image, query, auth=auth)
     headers = {**API_VERSION}
     if link:
         headers["Link"] = link.replace(f"/v2/{container.image.repository}/",

@@ -21,6 +21,7 @@ from wave.errors import ManifestInvalid, ManifestUnknown, RegistryError
 from wave.oci import augment
 from wave.oci.mediatypes import INDEX_TYPES, is_index
 from wave.proxy.cache import CachedObject, ObjectCache
+from wave.registry.auth import UpstreamAuth
 from wave.registry.client import Manifest, RegistryClient
 from wave.store import KeyValueStore
 from wave.tokens import ContainerRequest
@@ -33,6 +34,8 @@ STALE_WARNING = '110 - "Response is Stale: registry {registry} is failing; this 
 
 # Waits for the build behind a token (if any) to finish; raises when it failed.
 BuildGate = Callable[[ContainerRequest], Awaitable[None]]
+# What a token presents upstream: its user's own credentials (Seqera Platform), or None for wave's.
+AuthOf = Callable[[ContainerRequest], Awaitable[UpstreamAuth | None]]
 
 
 class PlatformUnavailable(RegistryError):
@@ -61,10 +64,15 @@ class Resolution:
         return cls(**record)
 
 
+async def _static_auth(request: ContainerRequest) -> UpstreamAuth | None:
+    return None
+
+
 class ManifestService:
     def __init__(self, settings: Settings, client: RegistryClient, store: KeyValueStore, cache: ObjectCache,
-                 build_gate: BuildGate) -> None:
+                 build_gate: BuildGate, auth_of: AuthOf = _static_auth) -> None:
         self._settings = settings
+        self.auth_of = auth_of
         self._client = client
         self._store = store
         self._cache = cache
@@ -92,7 +100,8 @@ class ManifestService:
         obj = await self._cache.get(digest) or await self.made_object(request, digest)
         if obj is not None:
             return obj
-        manifest = await self._client.get_manifest(request.image.with_reference(digest))
+        manifest = await self._client.get_manifest(request.image.with_reference(digest),
+                                                   auth=await self.auth_of(request))
         obj = CachedObject(manifest.media_type, manifest.data, manifest.digest)
         await self._cache.put(obj, self._settings.token_ttl)
         return obj
@@ -210,21 +219,22 @@ class ManifestService:
         await self._build_gate(request)
         self.upstream_resolutions += 1
         ref = request.image.with_reference(tag)
-        top = await self._client.get_manifest(ref)
+        auth = await self.auth_of(request)
+        top = await self._client.get_manifest(ref, auth=auth)
         objects: list[augment.Blob] = [augment.Blob(top.media_type, top.data)]
         image: Manifest | None = None
         entry_digest: str | None = None
         if is_index(top.media_type):
             entry_digest = self._platform_entry(request, top)["digest"]
             if request.augments:
-                image = await self._client.get_manifest(ref.with_reference(entry_digest))
+                image = await self._client.get_manifest(ref.with_reference(entry_digest), auth=auth)
         elif request.augments:
             image = top
         stale = top.stale or (image is not None and image.stale)
         if image is None:
             resolution = Resolution(top.digest, top.media_type, entry_digest, source=top.digest, stale=stale)
         else:
-            augmented = await self._augment(request, image)
+            augmented = await self._augment(request, image, auth)
             objects += [augmented.manifest, augmented.config]
             served = augmented.manifest
             if entry_digest is not None:
@@ -250,10 +260,11 @@ class ManifestService:
         except augment.InvalidManifest as exc:
             raise ManifestInvalid(f"upstream index of {request.image}: {exc}") from None
 
-    async def _augment(self, request: ContainerRequest, image: Manifest) -> augment.AugmentedImage:
+    async def _augment(self, request: ContainerRequest, image: Manifest,
+                       auth: UpstreamAuth | None) -> augment.AugmentedImage:
         try:
             descriptor = augment.config_descriptor(image.data)
-            config = await self._client.get_blob(request.image, descriptor["digest"], MAX_CONFIG_SIZE)
+            config = await self._client.get_blob(request.image, descriptor["digest"], MAX_CONFIG_SIZE, auth=auth)
             return augment.augment_manifest(image.data, image.media_type, config, request.config)
         except augment.InvalidManifest as exc:
             raise ManifestInvalid(f"cannot augment {request.image}: {exc}") from None

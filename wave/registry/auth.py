@@ -85,3 +85,27 @@ class TokenCache:
 
     def drop(self, registry: str, repository: str, creds: str) -> None:
         self._tokens.pop((registry, repository, creds), None)
+
+
+@dataclass(frozen=True)
+class UpstreamAuth:
+    """Who wave is towards a registry for one request, and how errors name it (never showing the secret).
+
+    ``credentials`` None is anonymous; ``missing`` then says why (e.g. the user has no Platform credentials for
+    that registry), so a refusal tells the user what to fix."""
+
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+    source: str = "the configured credentials"
+    missing: str = ""
+
+    @property
+    def id(self) -> str:
+        return credentials_id(self.credentials)
+
+    def refused(self, registry: str, repository: str, status: int) -> str:
+        if self.credentials is not None:
+            return (f"registry {registry} denied access to {repository} with {self.source}; "
+                    f"the registry answered {status}")
+        if self.missing:
+            return f"{self.missing}; the registry answered {status} for {repository}"
+        return f"registry {registry} denied access to {repository} anonymously; the registry answered {status}"

@@ -33,7 +33,7 @@ from wave.errors import (
 from wave.oci.digest import sha256_digest
 from wave.oci.mediatypes import ALL_MANIFEST_ACCEPT, manifest_type_of
 from wave.oci.reference import ImageRef
-from wave.registry.auth import Challenge, TokenCache, basic_header, credentials_id, parse_challenge
+from wave.registry.auth import Challenge, TokenCache, UpstreamAuth, basic_header, parse_challenge
 from wave.registry.stale import LastGood
 
 log = logging.getLogger("wave.registry")
@@ -92,14 +92,17 @@ class RegistryClient:
 
     # --- public API ---------------------------------------------------------------------------------
 
-    async def get_manifest(self, ref: ImageRef, accept: Sequence[str] = ALL_MANIFEST_ACCEPT) -> Manifest:
+    async def get_manifest(self, ref: ImageRef, accept: Sequence[str] = ALL_MANIFEST_ACCEPT, *,
+                           auth: UpstreamAuth | None = None) -> Manifest:
         """The manifest bytes exactly as upstream has them; a digest reference is verified. While upstream
-        fails (unreachable, 5xx, 429), the repository's last good answer, marked ``stale``."""
+        fails (unreachable, 5xx, 429), the repository's last good answer, marked ``stale``. ``auth``: whose
+        credentials (a Platform user's); None means wave's own configured ones."""
+        auth = auth or self.static_auth(ref)
         if self._last_good is None or accept != ALL_MANIFEST_ACCEPT:
-            return await self._get_manifest(ref, accept)
-        scope = self.scope(ref)
+            return await self._get_manifest(ref, accept, auth)
+        scope = self.scope(ref, auth)
         try:
-            manifest = await self._get_manifest(ref, accept)
+            manifest = await self._get_manifest(ref, accept, auth)
         except (UpstreamUnavailable, TooManyRequests):
             stale = await self._last_good.manifest(scope, ref.reference)
             if stale is None:
@@ -110,11 +113,11 @@ class RegistryClient:
                                                 manifest.digest, manifest.data)
         return manifest
 
-    async def _get_manifest(self, ref: ImageRef, accept: Sequence[str]) -> Manifest:
+    async def _get_manifest(self, ref: ImageRef, accept: Sequence[str], auth: UpstreamAuth) -> Manifest:
         response = await self._request("GET", ref, f"manifests/{ref.reference}", {"Accept": ", ".join(accept)},
-                                       follow=True)
+                                       follow=True, auth=auth)
         async with response:
-            self._raise_for_status(response, ref, "manifest")
+            self._raise_for_status(response, ref, "manifest", auth=auth)
             data = await read_capped(response, MAX_MANIFEST_SIZE)
         if data is None:
             raise ManifestInvalid(f"manifest of {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
@@ -129,56 +132,60 @@ class RegistryClient:
             raise DigestInvalid(f"upstream sent a manifest for {ref} whose digest is {digest}")
         return Manifest(data, manifest_type_of(document, response.headers.get("Content-Type")), digest)
 
-    async def head_manifest(self, ref: ImageRef, accept: Sequence[str] = ALL_MANIFEST_ACCEPT) -> ManifestHead:
+    async def head_manifest(self, ref: ImageRef, accept: Sequence[str] = ALL_MANIFEST_ACCEPT, *,
+                            auth: UpstreamAuth | None = None) -> ManifestHead:
+        auth = auth or self.static_auth(ref)
         try:
-            return await self._head_manifest(ref, accept)
+            return await self._head_manifest(ref, accept, auth)
         except (UpstreamUnavailable, TooManyRequests):
             if self._last_good is None or accept != ALL_MANIFEST_ACCEPT:
                 raise
-            stale = await self._last_good.manifest(self.scope(ref), ref.reference)
+            stale = await self._last_good.manifest(self.scope(ref, auth), ref.reference)
             if stale is None:
                 raise
             return ManifestHead(stale[1], stale[0], len(stale[2]))
 
-    async def _head_manifest(self, ref: ImageRef, accept: Sequence[str]) -> ManifestHead:
+    async def _head_manifest(self, ref: ImageRef, accept: Sequence[str], auth: UpstreamAuth) -> ManifestHead:
         response = await self._request("HEAD", ref, f"manifests/{ref.reference}", {"Accept": ", ".join(accept)},
-                                       follow=True)
+                                       follow=True, auth=auth)
         async with response:
-            self._raise_for_status(response, ref, "manifest")
+            self._raise_for_status(response, ref, "manifest", auth=auth)
             digest = response.headers.get("Docker-Content-Digest")
             media_type = response.headers.get("Content-Type", "").split(";")[0]
             size = response.content_length or 0
         if not digest:  # some registries omit it on HEAD: fall back to hashing the body
-            manifest = await self.get_manifest(ref, accept)
+            manifest = await self.get_manifest(ref, accept, auth=auth)
             return ManifestHead(manifest.digest, manifest.media_type, len(manifest.data))
         return ManifestHead(digest, media_type, size)
 
-    async def exists(self, ref: ImageRef) -> bool:
+    async def exists(self, ref: ImageRef, *, auth: UpstreamAuth | None = None) -> bool:
         try:
-            await self.head_manifest(ref)
+            await self.head_manifest(ref, auth=auth)
         except (ManifestUnknown, NameUnknown):
             return False
         return True
 
-    async def get_blob(self, ref: ImageRef, digest: str, max_size: int) -> bytes:
+    async def get_blob(self, ref: ImageRef, digest: str, max_size: int, *,
+                       auth: UpstreamAuth | None = None) -> bytes:
         """A small blob (an image config) read whole and verified against its digest; the last good copy
         while upstream fails."""
+        auth = auth or self.static_auth(ref)
         if self._last_good is None:
-            return await self._get_blob(ref, digest, max_size)
+            return await self._get_blob(ref, digest, max_size, auth)
         try:
-            data = await self._get_blob(ref, digest, max_size)
+            data = await self._get_blob(ref, digest, max_size, auth)
         except (UpstreamUnavailable, TooManyRequests):
-            stale = await self._last_good.blob(self.scope(ref), digest)
+            stale = await self._last_good.blob(self.scope(ref, auth), digest)
             if stale is None or sha256_digest(stale) != digest:
                 raise
             return stale
-        await self._last_good.remember_blob(self.scope(ref), digest, data)
+        await self._last_good.remember_blob(self.scope(ref, auth), digest, data)
         return data
 
-    async def _get_blob(self, ref: ImageRef, digest: str, max_size: int) -> bytes:
-        response = await self._request("GET", ref, f"blobs/{digest}", {}, follow=True)
+    async def _get_blob(self, ref: ImageRef, digest: str, max_size: int, auth: UpstreamAuth) -> bytes:
+        response = await self._request("GET", ref, f"blobs/{digest}", {}, follow=True, auth=auth)
         async with response:
-            self._raise_for_status(response, ref, "blob", digest)
+            self._raise_for_status(response, ref, "blob", digest, auth=auth)
             data = await read_capped(response, max_size)
         if data is None:
             raise ManifestInvalid(f"config blob {digest} of {ref} is larger than {max_size} bytes")
@@ -187,38 +194,42 @@ class RegistryClient:
         return data
 
     async def open_blob(self, ref: ImageRef, digest: str, range_header: str | None,
-                        method: str = "GET", *, follow: bool = False) -> aiohttp.ClientResponse:
+                        method: str = "GET", *, follow: bool = False,
+                        auth: UpstreamAuth | None = None) -> aiohttp.ClientResponse:
         """An unread upstream blob response (200, 206 or a redirect); the caller streams and releases it.
 
         ``follow`` fetches the bytes behind a redirect too (without credentials), for the blob cache."""
+        auth = auth or self.static_auth(ref)
         headers = {"Range": range_header} if range_header else {}
         response = await self._request(method, ref, f"blobs/{digest}", headers, follow=follow,
-                                       read_bufsize=BLOB_READ_BUFSIZE)
+                                       read_bufsize=BLOB_READ_BUFSIZE, auth=auth)
         if response.status in (*REDIRECTS, 200, 206, 416):
             return response
         async with response:
-            self._raise_for_status(response, ref, "blob", digest)
+            self._raise_for_status(response, ref, "blob", digest, auth=auth)
         raise UpstreamUnavailable(f"unexpected status {response.status} for blob {digest} of {ref}")
 
-    async def blob_exists(self, ref: ImageRef, digest: str) -> bool:
-        """Whether the repository holds the blob, for wave's credentials (a HEAD; a redirect counts as yes)."""
+    async def blob_exists(self, ref: ImageRef, digest: str, *, auth: UpstreamAuth | None = None) -> bool:
+        """Whether the repository holds the blob, for these credentials (a HEAD; a redirect counts as yes)."""
         try:
-            response = await self.open_blob(ref, digest, None, "HEAD")
+            response = await self.open_blob(ref, digest, None, "HEAD", auth=auth)
         except (BlobUnknown, NameUnknown):
             return False
         response.release()
         return response.status in (*REDIRECTS, 200, 206)
 
-    def scope(self, ref: ImageRef) -> str:
-        """Who asks upstream for this repository: registry, repository and which credentials. What one scope
-        was shown (a blob, a manifest) is not evidence for another."""
-        return f"{ref.registry}/{ref.repository}@{credentials_id(self._credentials(ref))}"
+    def scope(self, ref: ImageRef, auth: UpstreamAuth | None = None) -> str:
+        """Who asks upstream for this repository: registry, repository and which credentials (a Platform
+        user's, or wave's). What one scope was shown (a blob, a manifest) is not evidence for another."""
+        return f"{ref.registry}/{ref.repository}@{(auth or self.static_auth(ref)).id}"
 
-    async def get_tags(self, ref: ImageRef, query: dict[str, str]) -> tuple[bytes, str | None]:
+    async def get_tags(self, ref: ImageRef, query: dict[str, str], *,
+                       auth: UpstreamAuth | None = None) -> tuple[bytes, str | None]:
+        auth = auth or self.static_auth(ref)
         path = "tags/list" + (f"?{urlencode(query)}" if query else "")
-        response = await self._request("GET", ref, path, {}, follow=True)
+        response = await self._request("GET", ref, path, {}, follow=True, auth=auth)
         async with response:
-            self._raise_for_status(response, ref, "tags")
+            self._raise_for_status(response, ref, "tags", auth=auth)
             data = await read_capped(response, MAX_TAGS_SIZE)
             if data is None:
                 raise UpstreamUnavailable(f"the tag list of {ref.registry}/{ref.repository} is too large")
@@ -231,30 +242,34 @@ class RegistryClient:
         plain = is_loopback_host(host) or host in self._insecure or ref.registry in self._insecure
         return f"{'http' if plain else 'https'}://{host}"
 
-    def _credentials(self, ref: ImageRef) -> tuple[str, str] | None:
+    def static_credentials(self, registry: str) -> tuple[str, str] | None:
+        """The operator's credentials for a registry (host or host:port), if configured."""
+        return self._settings.registry_credentials.get(registry)
+
+    def static_auth(self, ref: ImageRef) -> UpstreamAuth:
+        """Wave's own configured credentials for ``ref``'s registry (anonymous when none)."""
         creds = self._settings.registry_credentials
-        return creds.get(ref.registry) or creds.get(ref.endpoint)
+        return UpstreamAuth(creds.get(ref.registry) or creds.get(ref.endpoint))
 
     async def _request(self, method: str, ref: ImageRef, path: str, headers: dict[str, str], *,
-                       follow: bool, read_bufsize: int | None = None) -> aiohttp.ClientResponse:
+                       follow: bool, auth: UpstreamAuth, read_bufsize: int | None = None) -> aiohttp.ClientResponse:
         """Send with auth; on 401 learn the challenge and retry once with fresh credentials."""
         url = f"{self._base_url(ref)}/v2/{ref.repository}/{path}"
-        creds = self._credentials(ref)
         fresh = False
         for _ in range(2):
-            auth = await self._authorization(ref, creds, fresh)
-            sent = {**headers, **({"Authorization": auth} if auth else {})}
+            authorization = await self._authorization(ref, auth, fresh)
+            sent = {**headers, **({"Authorization": authorization} if authorization else {})}
             response = await self._send(method, url, sent, ref, read_bufsize)
             if response.status != 401:
                 break
             challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
-            if challenge is None or (fresh and auth):
+            if challenge is None or (fresh and authorization):
                 break
             response.release()
             if len(self._challenges) >= MAX_REGISTRIES and ref.endpoint not in self._challenges:
                 self._challenges.pop(next(iter(self._challenges)))
             self._challenges[ref.endpoint] = challenge
-            self._tokens.drop(ref.endpoint, ref.repository, credentials_id(creds))
+            self._tokens.drop(ref.endpoint, ref.repository, auth.id)
             fresh = True
         hops = 0
         while follow and response.status in REDIRECTS and hops < MAX_REDIRECTS:
@@ -311,7 +326,8 @@ class RegistryClient:
             await asyncio.sleep(0.1 * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def _authorization(self, ref: ImageRef, creds: tuple[str, str] | None, fresh: bool) -> str | None:
+    async def _authorization(self, ref: ImageRef, auth: UpstreamAuth, fresh: bool) -> str | None:
+        creds = auth.credentials
         challenge = self._challenges.get(ref.endpoint)
         if challenge is None:
             return None
@@ -319,15 +335,15 @@ class RegistryClient:
             return basic_header(*creds) if creds else None
         if challenge.scheme != "bearer" or not challenge.realm:
             return None
-        key = credentials_id(creds)
+        key = auth.id
         token = None if fresh else self._tokens.get(ref.endpoint, ref.repository, key)
         if token is None:
-            token, expires_in = await self._fetch_token(challenge, ref, creds)
+            token, expires_in = await self._fetch_token(challenge, ref, auth)
             self._tokens.put(ref.endpoint, ref.repository, key, token, expires_in)
         return f"Bearer {token}"
 
-    async def _fetch_token(self, challenge: Challenge, ref: ImageRef,
-                           creds: tuple[str, str] | None) -> tuple[str, float]:
+    async def _fetch_token(self, challenge: Challenge, ref: ImageRef, auth: UpstreamAuth) -> tuple[str, float]:
+        creds = auth.credentials
         query = {"scope": f"repository:{ref.repository}:pull"}
         if "service" in challenge.params:
             query["service"] = challenge.params["service"]
@@ -338,8 +354,7 @@ class RegistryClient:
         response = await self._send("GET", url, headers, ref)
         async with response:
             if response.status in (401, 403):
-                who = "the configured credentials" if creds else "anonymous access"
-                raise Denied(f"the token service of registry {ref.registry} refused {who} to {ref.repository}")
+                raise Denied(f"the token service of {auth.refused(ref.registry, ref.repository, response.status)}")
             if response.status != 200:
                 raise UpstreamUnavailable(
                     f"the token service of registry {ref.registry} answered {response.status}"
@@ -354,7 +369,7 @@ class RegistryClient:
         return token, float(body.get("expires_in") or 60)
 
     def _raise_for_status(self, response: aiohttp.ClientResponse, ref: ImageRef, what: str,
-                          digest: str | None = None) -> None:
+                          digest: str | None = None, *, auth: UpstreamAuth) -> None:
         status = response.status
         if status < 300:
             return
@@ -363,8 +378,7 @@ class RegistryClient:
         if status == 404:
             error = (BlobUnknown if what == "blob" else ManifestUnknown)(f"{subject} not found upstream")
         elif status in (401, 403):
-            who = "with the configured credentials" if self._credentials(ref) else "anonymously"
-            error = Denied(f"registry {ref.registry} denied access to {ref.repository} {who}")
+            error = Denied(auth.refused(ref.registry, ref.repository, status))
         elif status == 429:
             error = TooManyRequests(f"registry {ref.registry} is rate limiting wave")
         elif status >= 500:

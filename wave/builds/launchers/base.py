@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +21,9 @@ class BuildJob:
     format: str  # "docker" | "sif"
     timeout: float  # seconds; the launcher stops the build after it
     cache_repository: str | None = None
+    # the requester's own registry credentials by host (from Seqera Platform), over wave's configured ones;
+    # launchers hand them to the builder in a file or a Secret, never on a command line
+    credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def context_dir(self) -> Path:

@@ -81,7 +81,7 @@ class LocalLauncher:
         docker_dir = job.workdir / "docker"
         docker_dir.mkdir(mode=0o700, exist_ok=True)
         auth = docker_dir / "config.json"
-        write_auth_file(auth, self._settings.registry_credentials)
+        write_auth_file(auth, {**self._settings.registry_credentials, **job.credentials})
         return env, auth
 
     def _buildah_base(self) -> list[str]:

@@ -1,0 +1,163 @@
+"""End to end: a Platform user's token opens their private registry through wave, and nobody else's does.
+
+Everything on wave's side is real (the pairing WebSocket, the HTTP calls to Platform, the decryption, the
+registry client); the Platform is the fake of tests.support.platform, the registry a real basic-auth
+docker-registry whose password only the user's Platform credentials hold.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from pathlib import Path
+
+import pytest
+
+from tests.platform.conftest import WORKSPACE, PairedWave
+from tests.support.clients import Podman, skopeo_copy, skopeo_inspect
+from tests.support.fixtures import REG_PASSWORD
+from tests.support.platform import FakePlatform
+from tests.support.wave import WaveServer
+from wave import keys
+
+
+def secrets_of(paired: PairedWave) -> list[str]:
+    users = [paired.alice, paired.bob]
+    return [REG_PASSWORD, "license-token", *(u.access_token for u in users), *(u.refresh_token for u in users)]
+
+
+def assert_no_secret(text: str | bytes, secrets: list[str], where: str) -> None:
+    data = text.encode() if isinstance(text, str) else text
+    for secret in secrets:
+        assert secret.encode() not in data, f"a secret ({secret[:4]}…) is in {where}"
+
+
+def test_the_users_token_pulls_their_private_image_with_skopeo_and_podman(paired: PairedWave, tmp_path: Path,
+                                                                         podman: Podman) -> None:
+    answer = paired.wave.submit(paired.body(paired.alice))
+    target = answer["targetImage"]
+    assert skopeo_inspect(target)["Name"].endswith("library/busybox")
+    skopeo_copy(target, tmp_path / "copy")
+    assert (tmp_path / "copy" / "manifest.json").exists()
+    podman.pull(target)
+    assert podman.run(target, "echo", "hello from alice").strip() == "hello from alice"
+    # Platform was asked through the pairing socket, with the pairing id wave announced
+    assert paired.platform.proxied > 0
+    assert any(c.startswith("GET /api/credentials?workspaceId=123") for c in paired.platform.calls)
+    assert any(f"pairingId={paired.pairing.pairing_id}" in c for c in paired.platform.calls)
+
+
+def test_another_users_token_is_refused_saying_which_credentials_were_missing(paired: PairedWave) -> None:
+    paired.wave.submit(paired.body(paired.alice))  # alice's credentials are cached now: bob must not get them
+    response = paired.wave.request("POST", "/v1alpha2/container", paired.body(paired.bob))
+    assert response.status == 400, response.body
+    message = response.json()["message"]  # type: ignore[index]
+    assert f"no credentials for {paired.registry.host} in workspace {WORKSPACE}" in message
+    assert f"Seqera Platform at {paired.platform.endpoint}" in message
+    assert "the registry answered 401" in message
+
+
+def test_an_anonymous_request_is_refused(paired: PairedWave) -> None:
+    response = paired.wave.request("POST", "/v1alpha2/container", paired.body(None))
+    assert response.status == 400
+    assert "denied access" in response.json()["message"]  # type: ignore[index]
+
+
+def test_a_token_of_alice_does_not_open_the_registry_for_bobs_container_token(paired: PairedWave) -> None:
+    """Bob cannot get a token for the private image; alice's container token keeps working."""
+    alice = paired.wave.submit(paired.body(paired.alice))
+    bob = paired.wave.request("POST", "/v1alpha2/container", paired.body(paired.bob))
+    assert bob.status == 400
+    name, _, tag = alice["targetImage"].partition("/")[2].rpartition(":")
+    got = paired.wave.request("GET", f"/v2/{name}/manifests/{tag}",
+                              headers={"Accept": "application/vnd.oci.image.index.v1+json, "
+                                                 "application/vnd.docker.distribution.manifest.list.v2+json, "
+                                                 "application/vnd.oci.image.manifest.v1+json, "
+                                                 "application/vnd.docker.distribution.manifest.v2+json"})
+    assert got.status == 200
+
+
+def test_an_expired_access_token_is_refreshed_once_for_concurrent_requests(paired: PairedWave) -> None:
+    paired.platform.expire(paired.alice)
+    old_access = paired.alice.access_token
+    body = paired.body(paired.alice)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: paired.wave.submit(body), range(4)))
+    assert all(a["targetImage"] for a in answers)
+    assert paired.platform.refreshes == 1
+    assert paired.alice.access_token != old_access  # rotated by the refresh: wave uses the new one
+    # the pull works too, with the refreshed token
+    skopeo_inspect(answers[0]["targetImage"])
+
+
+def test_a_refused_token_is_a_401_that_says_platform_refused_it(paired: PairedWave) -> None:
+    body = paired.body(paired.alice)
+    body["towerAccessToken"] = "not-a-token"
+    body.pop("towerRefreshToken")
+    response = paired.wave.request("POST", "/v1alpha2/container", body)
+    assert response.status == 401
+    message = response.json()["message"]  # type: ignore[index]
+    assert "refused the access token" in message and "not-a-token" not in message
+
+
+def test_a_request_for_an_unpaired_endpoint_is_refused(paired: PairedWave) -> None:
+    body = paired.body(paired.alice)
+    body["towerEndpoint"] = "http://127.0.0.1:9/api"
+    response = paired.wave.request("POST", "/v1alpha2/container", body)
+    assert response.status == 400
+    assert response.json() == {"message": "Missing pairing record for Tower endpoint 'http://127.0.0.1:9/api'"}
+    default = paired.body(paired.alice)
+    default.pop("towerEndpoint")  # the default endpoint, never paired here (and never called)
+    response = paired.wave.request("POST", "/v1alpha2/container", default)
+    assert response.json() == {"message": "Missing pairing record for Tower endpoint 'https://api.cloud.seqera.io'"}
+
+
+def test_pairing_from_an_endpoint_not_allowed_is_refused(paired: PairedWave) -> None:
+    assert paired.platform.pair_status(paired.wave.url, "http://127.0.0.1:9/api") == 403
+    assert paired.platform.pair_status(paired.wave.url, paired.platform.endpoint) == 101
+
+
+def test_without_a_socket_wave_calls_platform_directly(paired: PairedWave) -> None:
+    paired.platform.unpair(paired.pairing)
+    proxied = paired.platform.proxied
+    answer = paired.wave.submit(paired.body(paired.alice))
+    skopeo_inspect(answer["targetImage"])
+    assert paired.platform.proxied == proxied
+    assert any(c.startswith("GET /api/user-info") for c in paired.platform.calls)
+
+
+def test_the_token_shows_its_user_and_metrics_count_by_user_and_org(paired: PairedWave) -> None:
+    for _ in range(2):
+        answer = paired.wave.submit(paired.body(paired.alice))
+        skopeo_inspect(answer["targetImage"])
+    described = paired.wave.request("GET", f"/container-token/{answer['containerToken']}").json()
+    assert described["user"] == {"userName": "alice", "userId": paired.alice.id,  # type: ignore[index]
+                                 "workspaceId": WORKSPACE, "towerEndpoint": paired.platform.endpoint}
+    assert "alice@example.org" not in str(described)
+    events = paired.wave.app[keys.EVENTS]
+    assert paired.wave.call(events.counter("pulls", org="example.org")) >= 2
+    from wave.metrics import Window
+    assert paired.wave.call(events.grouped("pulls", "user", Window())) == {"alice@example.org": 2}
+
+
+def test_secrets_are_never_in_logs_responses_or_the_store(paired: PairedWave, caplog: pytest.LogCaptureFixture,
+                                                          tmp_path: Path) -> None:
+    caplog.set_level(logging.DEBUG)
+    bodies = []
+    answer = paired.wave.submit(paired.body(paired.alice))
+    bodies.append(str(answer))
+    skopeo_copy(answer["targetImage"], tmp_path / "copy")
+    bodies.append(paired.wave.request("GET", f"/container-token/{answer['containerToken']}").body.decode())
+    bodies.append(paired.wave.request("POST", "/v1alpha2/container", paired.body(paired.bob)).body.decode())
+    secrets = secrets_of(paired)
+    assert_no_secret("\n".join(bodies), secrets, "a response")
+    assert_no_secret("\n".join(r.getMessage() for r in caplog.records), secrets, "the log")
+    state = paired.wave.settings.state_dir
+    for path in state.rglob("*"):
+        if path.is_file() and path.name != "secret.key":
+            assert_no_secret(path.read_bytes(), secrets, f"the store ({path.name})")
+
+
+def test_a_wave_without_the_endpoint_allowed_refuses_the_pairing(wave: WaveServer, platform: FakePlatform) -> None:
+    """The default allows only https://api.cloud.seqera.io to pair."""
+    assert platform.pair_status(wave.url, platform.endpoint) == 403

@@ -1,0 +1,211 @@
+"""Who is asking: a request's Seqera Platform token resolved to a user, and that user's registry credentials.
+
+- :meth:`IdentityService.resolve` turns ``towerAccessToken`` (+ refresh token, endpoint, workspace) into a
+  :class:`PlatformIdentity`: the endpoint must be paired (else 400 naming the missing pairing), user-info is
+  cached by a hash of endpoint and token, a refused token is a 401 that says Platform refused it. The
+  identity carries the user's Platform tokens *sealed* (AES-GCM), so a token record never holds them in
+  plain text, yet any replica with the same ``WAVE_SECRET_KEY`` can fetch the credentials again.
+- :meth:`IdentityService.registry_auth` is what wave presents to a registry for that user: the first
+  ``container-reg`` credential of the workspace for the registry's host (decrypted with the pairing key,
+  kept in memory only), else the operator's configured credentials, else anonymous — with a description an
+  error can show ("no credentials for quay.io in workspace 123 (Seqera Platform at …)"). A user's credentials
+  are cached under that user's token hash only: they never serve another user's token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+import orjson
+
+from wave.config import Settings
+from wave.errors import ApiError, BadRequest, Denied, RegistryError, UpstreamUnavailable
+from wave.oci.reference import DOCKER_HUB
+from wave.platform import crypto
+from wave.platform.client import PlatformClient, PlatformError, PlatformRefused, normalize_endpoint, token_key
+from wave.platform.models import CredentialEntry, PlatformIdentity, PlatformUser, RegistryKeys, TokenPair
+from wave.platform.pairing import PairingStore
+from wave.registry.auth import UpstreamAuth
+from wave.tokens import ContainerRequest
+
+log = logging.getLogger("wave.identity")
+
+SERVICE = "tower"
+USER_TTL = 24 * 3600.0
+CREDENTIALS_TTL = 60.0
+WORKFLOW_CREDENTIALS_TTL = 24 * 3600.0  # a workflow's run asks again and again for the same credentials
+DOCKER_HUB_ALIASES = {DOCKER_HUB, "registry-1.docker.io", "index.docker.io", "docker.io/library"}
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _TtlCache(Generic[K, V]):
+    """A bounded map whose entries expire: keys come from users, so memory must not grow without end."""
+
+    def __init__(self, max_items: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._items: OrderedDict[K, tuple[V, float]] = OrderedDict()
+        self._max = max_items
+        self._clock = clock
+
+    def get(self, key: K) -> V | None:
+        hit = self._items.get(key)
+        if hit is None:
+            return None
+        if hit[1] <= self._clock():
+            del self._items[key]
+            return None
+        return hit[0]
+
+    def put(self, key: K, value: V, ttl: float) -> None:
+        self._items.pop(key, None)
+        self._items[key] = (value, self._clock() + ttl)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+
+def _same_registry(a: str, b: str) -> bool:
+    a, b = a.lower().removeprefix("https://").rstrip("/"), b.lower().removeprefix("https://").rstrip("/")
+    return a == b or (a in DOCKER_HUB_ALIASES and b in DOCKER_HUB_ALIASES)
+
+
+def api_error(exc: PlatformError) -> ApiError:
+    """A Platform failure as the control API answers it: 401 for a refused token, else 502/503/504."""
+    return ApiError(exc.message, status=exc.status if exc.status in (401, 502, 503, 504) else 502)
+
+
+def registry_error(exc: PlatformError) -> RegistryError:
+    """A Platform failure on ``/v2``: a refused token denies the pull; the rest is upstream unavailability."""
+    if isinstance(exc, PlatformRefused):
+        return Denied(exc.message)
+    return UpstreamUnavailable(exc.message, status=exc.status if exc.status in (502, 503, 504) else 502)
+
+
+class IdentityService:
+    def __init__(self, settings: Settings, client: PlatformClient, pairings: PairingStore,
+                 static_credentials: Callable[[str], tuple[str, str] | None], seal_secret: str) -> None:
+        self._settings = settings
+        self._client = client
+        self._pairings = pairings
+        self._static = static_credentials
+        self._seal_key = crypto.derive_key(seal_secret, "platform-tokens")
+        self._users: _TtlCache[str, PlatformUser] = _TtlCache()
+        self._lists: _TtlCache[tuple[str, int | None], list[CredentialEntry]] = _TtlCache()
+        self._keys: _TtlCache[tuple[str, int | None, str, str], RegistryKeys] = _TtlCache()
+
+    # --- who is asking ------------------------------------------------------------------------------
+
+    async def resolve(self, access_token: str | None, refresh_token: str | None = None, endpoint: str | None = None,
+                      workspace_id: int | None = None, workflow_id: str | None = None) -> PlatformIdentity | None:
+        """The user behind a request's Platform token (None without one: anonymous)."""
+        if not access_token:
+            return None
+        try:
+            url = normalize_endpoint(endpoint)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if await self._pairings.get(SERVICE, url) is None:
+            raise BadRequest(f"Missing pairing record for Tower endpoint '{url}'")
+        tokens = TokenPair(access_token, refresh_token or None)
+        key = token_key(url, access_token)
+        user = self._users.get(key)
+        if user is None:
+            try:
+                user = await self._client.user_info(url, tokens)
+            except PlatformError as exc:
+                raise api_error(exc) from None
+            self._users.put(key, user, USER_TTL)
+        sealed = crypto.seal(self._seal_key, orjson.dumps({"access": tokens.access, "refresh": tokens.refresh}),
+                             f"{url}|{user.id}")
+        return PlatformIdentity(url, user.id, user.user_name, user.email, workspace_id, workflow_id, sealed)
+
+    def _tokens(self, identity: PlatformIdentity) -> TokenPair | None:
+        if not identity.sealed_tokens:
+            return None
+        try:
+            opened = orjson.loads(crypto.unseal(self._seal_key, identity.sealed_tokens,
+                                                f"{identity.endpoint}|{identity.user_id}"))
+        except crypto.CryptoError:
+            log.warning("the Platform tokens of %s cannot be opened here: is WAVE_SECRET_KEY the same on every "
+                        "replica?", identity.user_name)
+            return None
+        return TokenPair(opened["access"], opened.get("refresh"))
+
+    # --- the user's registry credentials -----------------------------------------------------------
+
+    async def registry_auth(self, identity: PlatformIdentity | None, registry: str) -> UpstreamAuth | None:
+        """What wave presents to ``registry`` for this user; None for an anonymous request (the caller then
+        uses wave's configured credentials). Raises PlatformError when Platform fails."""
+        if identity is None:
+            return None
+        where = f"{identity.workspace} (Seqera Platform at {identity.endpoint})"
+        keys = await self._user_keys(identity, registry, where)
+        if isinstance(keys, tuple):
+            entry, found = keys
+            return UpstreamAuth((found.username, found.password),
+                                source=f"the Seqera Platform credentials '{entry.name}' (id {entry.id}) of {where}")
+        static = self._static(registry)
+        if static is not None:
+            return UpstreamAuth(static, source=f"wave's configured credentials ({keys})")
+        return UpstreamAuth(None, missing=keys)
+
+    async def _user_keys(self, identity: PlatformIdentity,
+                         registry: str, where: str) -> tuple[CredentialEntry, RegistryKeys] | str:
+        """The user's credentials for a registry, or why there are none (a sentence for errors)."""
+        tokens = self._tokens(identity)
+        if tokens is None:
+            return (f"no credentials for {registry}: the Seqera Platform sign-in of this request cannot be read "
+                    "on this wave replica (every replica needs the same WAVE_SECRET_KEY)")
+        ttl = WORKFLOW_CREDENTIALS_TTL if identity.workflow_id else CREDENTIALS_TTL
+        user_key = token_key(identity.endpoint, tokens.access)
+        entries = self._lists.get((user_key, identity.workspace_id))
+        if entries is None:
+            entries = await self._client.credentials(identity.endpoint, tokens, identity.workspace_id)
+            self._lists.put((user_key, identity.workspace_id), entries, ttl)
+        entry = next((e for e in entries if e.provider == "container-reg" and _same_registry(e.registry, registry)),
+                     None)
+        if entry is None:
+            return f"no credentials for {registry} in {where}"
+        record = await self._pairings.get(SERVICE, identity.endpoint)
+        if record is None:
+            return f"no credentials for {registry}: Missing pairing record for Tower endpoint '{identity.endpoint}'"
+        cache_key = (user_key, identity.workspace_id, entry.id, record.pairing_id)
+        found = self._keys.get(cache_key)
+        if found is None:
+            packet = await self._client.credential_keys(identity.endpoint, tokens, entry.id, record.pairing_id,
+                                                        identity.workspace_id)
+            try:
+                payload = crypto.decrypt_packet(record.private_key, packet)
+            except crypto.CryptoError as exc:
+                raise PlatformError(f"the credentials '{entry.name}' of {where}: {exc}", 502) from None
+            username, password = payload.get("userName"), payload.get("password")
+            if not isinstance(username, str) or not isinstance(password, str):
+                raise PlatformError(f"the credentials '{entry.name}' of {where} are not registry credentials "
+                                    f"(discriminator {payload.get('discriminator')!r})", 502)
+            found = RegistryKeys(username, password, payload.get("registry"))
+            self._keys.put(cache_key, found, ttl)
+        return entry, found
+
+    async def build_credentials(self, identity: PlatformIdentity | None,
+                                registries: set[str]) -> dict[str, tuple[str, str]]:
+        """The user's own credentials for the registries a build talks to (FROM images, pushes)."""
+        out: dict[str, tuple[str, str]] = {}
+        if identity is None:
+            return out
+        where = f"{identity.workspace} (Seqera Platform at {identity.endpoint})"
+        for registry in sorted(registries):
+            keys = await self._user_keys(identity, registry, where)
+            if isinstance(keys, tuple):
+                out[registry] = (keys[1].username, keys[1].password)
+        return out
+
+    async def container_auth(self, container: ContainerRequest) -> UpstreamAuth | None:
+        """What a ``/v2`` request of this token presents upstream (errors as OCI errors)."""
+        try:
+            return await self.registry_auth(container.identity, container.image.registry)
+        except PlatformError as exc:
+            raise registry_error(exc) from None
