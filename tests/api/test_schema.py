@@ -102,11 +102,12 @@ def test_client_ip_is_kept():
 
 
 def test_fields_beyond_the_contract_are_accepted_and_logged_at_debug(caplog):
-    extra = {"workflowId": "wf-1", "nameStrategy": "imageSuffix", "containerIncludes": ["busybox"],
+    extra = {"nameStrategy": "imageSuffix", "containerIncludes": ["busybox"],
              "mirror": False, "scanMode": "none", "labels": {"a": "b"}}
     with caplog.at_level(logging.DEBUG, logger="wave.api"):
-        request = submit(image(**extra), v2=True)
+        request = submit(image(workflowId="wf-1", **extra), v2=True)
     assert str(request.container_image) == "docker.io/library/ubuntu:22.04"
+    assert request.workflow_id == "wf-1"  # read: it lengthens how long Platform credentials are cached
     logged = " ".join(record.getMessage() for record in caplog.records)
     for name in extra:
         assert name in logged

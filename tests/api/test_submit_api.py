@@ -57,7 +57,7 @@ def test_fields_real_clients_send_beyond_the_contract_are_accepted(wave: WaveSer
     answer = wave.submit({
         "containerImage": registry.ref("library/busybox:latest"), "workflowId": "wf-1", "nameStrategy": "none",
         "containerIncludes": [], "mirror": False, "scanMode": "none", "towerEndpoint": "https://api.example",
-        "towerAccessToken": "secret-platform-token", "towerWorkspaceId": 1234, "timestamp": "2024-04-09T21:19:01Z",
+        "towerWorkspaceId": 1234, "timestamp": "2024-04-09T21:19:01Z",  # Platform tokens: tests/platform
         "fingerprint": "abc",
     })
     assert "containerToken" in answer
@@ -110,14 +110,13 @@ def test_credentials_never_appear_in_answers_or_logs(wave_factory: Any, basic_re
     with caplog.at_level(logging.DEBUG):
         denied = wrong.request("POST", "/v1alpha2/container",
                                {"containerImage": basic_registry.ref("library/busybox:latest")})
-        answer = right.submit({"containerImage": basic_registry.ref("library/busybox:latest"),
-                               "towerAccessToken": "platform-secret"})
+        answer = right.submit({"containerImage": basic_registry.ref("library/busybox:latest")})
         pulled = right.request("GET", "/v2/" + answer["targetImage"].split("/", 1)[1].replace(
             ":latest", "/manifests/latest"))
     assert denied.status == 400 and "denied" in denied.json()["message"]  # type: ignore[index]
     assert pulled.status == 200
-    for secret in (REG_PASSWORD, "platform-secret", base64.b64encode(f"{REG_USER}:{REG_PASSWORD}".encode()).decode()):
+    for secret in (REG_PASSWORD, base64.b64encode(f"{REG_USER}:{REG_PASSWORD}".encode()).decode()):
         assert secret not in caplog.text
         assert secret not in denied.body.decode()
     stored = right.call(right.app[keys.TOKENS].get(answer["containerToken"]))
-    assert stored is not None and "platform-secret" not in stored.to_json().decode()
+    assert stored is not None and REG_PASSWORD not in stored.to_json().decode()  # Platform tokens: tests/platform

@@ -83,6 +83,7 @@ class FakePlatform(BackgroundApp):
         self.pairings: dict[str, Pairing] = {}  # by pairingId
         self._next_id = 100
         self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         app = web.Application()
         app.router.add_get(f"{API_PREFIX}/user-info", self._user_info)
         app.router.add_post(f"{API_PREFIX}/oauth/access_token", self._refresh)
@@ -234,7 +235,9 @@ class FakePlatform(BackgroundApp):
             body = json.loads(message.data)
             pairing.messages.append(body)
             if body.get("@type") == "proxy-http-request":
-                asyncio.create_task(self._proxy(session, pairing, body))
+                task = asyncio.create_task(self._proxy(session, pairing, body))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _proxy(self, session: aiohttp.ClientSession, pairing: Pairing, body: dict[str, Any]) -> None:
         """Perform the call inside "Platform's network" (its own API) and send the answer back."""
