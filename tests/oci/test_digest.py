@@ -8,7 +8,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from wave.oci.digest import dump_json, is_digest, is_sha256_digest, sha256_digest
+from wave.oci.digest import (
+    DigestMismatch,
+    DigestVerifier,
+    dump_json,
+    is_digest,
+    is_sha256_digest,
+    sha256_digest,
+)
 
 DATA = Path(__file__).parent / "data"
 HEX = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256 of b""
@@ -65,3 +72,37 @@ def test_dump_json_writes_non_ascii_as_utf8():
 def test_dump_json_is_deterministic_and_round_trips():
     document = {"b": [1, 2, {"z": None}], "a": "x"}
     assert dump_json(document) == dump_json(orjson.loads(dump_json(document)))
+
+
+def test_verifier_hashes_pieces_in_order_and_passes_the_whole():
+    data = b"0123456789" * 1000
+    verifier = DigestVerifier(sha256_digest(data))
+    for start in range(0, len(data), 777):
+        verifier.update(memoryview(data)[start:start + 777])
+    verifier.verify()
+    assert verifier.checks and verifier.size == len(data) and verifier.actual == sha256_digest(data)
+
+
+def test_verifier_refuses_other_bytes_and_says_what_they_hash_to():
+    verifier = DigestVerifier(sha256_digest(b"the blob"))
+    verifier.update(b"not the blob")
+    with pytest.raises(DigestMismatch) as caught:
+        verifier.verify()
+    assert caught.value.actual == sha256_digest(b"not the blob") and caught.value.size == len(b"not the blob")
+
+
+def test_verifier_checks_sha512_too():
+    good = DigestVerifier("sha512:" + hashlib.sha512(b"x").hexdigest())
+    good.update(b"x")
+    good.verify()
+    bad = DigestVerifier("sha512:" + hashlib.sha512(b"x").hexdigest())
+    bad.update(b"y")
+    with pytest.raises(DigestMismatch):
+        bad.verify()
+
+
+def test_verifier_cannot_check_an_algorithm_it_does_not_know():
+    verifier = DigestVerifier("blake3:" + "0" * 64)
+    verifier.update(b"anything")
+    verifier.verify()  # nothing to compare with: passes, and says so
+    assert not verifier.checks and verifier.actual is None and verifier.size == 8

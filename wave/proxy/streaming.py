@@ -1,23 +1,31 @@
 """Sending blobs to clients: bytes wave holds (with Range), or upstream's response streamed through.
 
-:func:`relay` copies the body of a plain-TCP upstream straight between the two sockets through one reused 1 MiB
-buffer (no per-chunk objects, no stream reader, few system calls: as fast here as a C relay such as socat, and
+:func:`relay` copies the body of a plain-TCP upstream straight between the two sockets through reused 1 MiB
+buffers (no per-chunk objects, no stream reader, few system calls: as fast here as a C relay such as socat, and
 faster than ``splice(2)`` through a pipe, which was tried); anything else (TLS on either side, chunked upstream
 bodies, small blobs) goes chunk by chunk through aiohttp, as read. Memory stays bounded either way.
+
+Either way every byte of a whole blob (200) passes a :class:`BlobTap` on its way: the digest check, and the
+taps a caller adds (a cache fill). A tap sees each byte once, in order, and is asked to
+:meth:`~BlobTap.verify` when upstream's last byte is read and before the client has it, so that a wrong blob
+never reaches a client as a complete body.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import re
 import socket
-from typing import BinaryIO
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, Protocol
 
 import aiohttp
 from aiohttp import web
 
+from wave.oci.digest import DigestMismatch, DigestVerifier
 from wave.proxy.blobcache import Fill, FillFailed
 from wave.proxy.cache import API_VERSION, CachedObject
 
@@ -28,9 +36,42 @@ _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 BLOB_TYPE = "application/octet-stream"
 
 
+class BlobTap(Protocol):
+    """What sees a streamed blob's bytes on their way to the client (:class:`DigestVerifier` is one).
+
+    ``update`` gets every byte once, in order, possibly on a worker thread (the buffer is reused afterwards:
+    copy what must be kept);
+    ``verify`` is called once, after upstream's last byte and before the client has all of them: raising
+    there (e.g. :class:`DigestMismatch`) keeps the body from ending cleanly."""
+
+    def update(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def verify(self) -> None: ...
+
+
+class TapChain:
+    """Several taps as one, in order: with the digest check first, a later tap (a cache fill) is asked to
+    verify, and may commit, only bytes that are the blob."""
+
+    __slots__ = ("taps",)
+
+    def __init__(self, *taps: BlobTap) -> None:
+        self.taps = taps
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        for tap in self.taps:
+            tap.update(data)
+
+    def verify(self) -> None:
+        for tap in self.taps:
+            tap.verify()
+
+
 async def send_upstream_blob(request: web.Request, upstream: aiohttp.ClientResponse, digest: str,
-                             read_timeout: float | None, registry: str) -> web.StreamResponse:
-    """Upstream's blob response passed on: status, the headers that describe the bytes, then the bytes."""
+                             read_timeout: float | None, registry: str,
+                             taps: tuple[BlobTap, ...] = ()) -> web.StreamResponse:
+    """Upstream's blob response passed on: status, the headers that describe the bytes, then the bytes, checked
+    against ``digest`` as they pass (``taps`` see a whole blob's bytes after the check)."""
     try:
         response = web.StreamResponse(status=upstream.status, headers=API_VERSION)
         for name in PASSED_BLOB_HEADERS:
@@ -41,10 +82,22 @@ async def send_upstream_blob(request: web.Request, upstream: aiohttp.ClientRespo
             response.content_length = upstream.content_length
             await response.prepare(request)
             return response
+        # A 206 carries a part of the blob, which the digest (of the whole) cannot check: it is passed through
+        # unverified, as are bodies of other statuses (a 416 has none worth checking). The client checks the
+        # whole it assembles from its ranges.
+        tap = TapChain(DigestVerifier(digest), *taps) if upstream.status == 200 else None
         await response.prepare(request)
         try:
-            await relay(upstream, request, response, read_timeout)
+            await relay(upstream, request, response, read_timeout, tap)
         except ConnectionResetError:  # the client went away (aiohttp's own reset error is a ClientError too)
+            return response
+        except DigestMismatch as exc:
+            # Upstream's bytes are not the blob the client asked for. The last of them are held back: cutting the
+            # connection now leaves the client with a short body, never a complete wrong one.
+            log.warning("upstream %s sent bytes for blob %s that hash to %s (%d bytes): cut the client off",
+                        registry, digest, exc.actual, exc.size)
+            if request.transport is not None:
+                request.transport.close()
             return response
         except (aiohttp.ClientError, TimeoutError) as exc:
             # The status line is sent: all that is left is to cut the connection, so the client sees a short
@@ -57,9 +110,6 @@ async def send_upstream_blob(request: web.Request, upstream: aiohttp.ClientRespo
         return response
     finally:
         upstream.release()
-
-
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 def send_local_blob(obj: CachedObject, range_header: str | None) -> web.Response:
@@ -82,19 +132,34 @@ YIELD_EVERY = 4 << 20  # bytes moved without waiting before other requests get a
 
 
 async def relay(upstream: aiohttp.ClientResponse, request: web.Request, response: web.StreamResponse,
-                read_timeout: float | None) -> None:
-    """Send the rest of ``upstream``'s body to the client; the caller prepared ``response`` and ends it."""
+                read_timeout: float | None, tap: BlobTap | None = None) -> None:
+    """Send the rest of ``upstream``'s body to the client, through ``tap`` when given; the caller prepared
+    ``response`` and ends it."""
     sockets = _direct_sockets(upstream, request, response)
     if sockets is None:
+        held: bytes = b""  # the last chunk read, sent once the next one came or the tap passed the whole
         async for chunk, _ in upstream.content.iter_chunks():  # each as read: no re-slicing, no joining
             if chunk:
-                await response.write(chunk)
+                if tap is not None:
+                    tap.update(chunk)
+                if held:
+                    await response.write(held)
+                held = chunk
+        if tap is not None:
+            tap.verify()
+        if held:
+            await response.write(held)
         return
     up_transport, down_transport = sockets
     assert upstream.content_length is not None
     # What aiohttp read already goes first; then upstream's socket is ours (nothing runs in between).
     head = upstream.content.read_nowait()
     remaining = max(0, upstream.content_length - upstream.content.total_bytes)
+    if tap is not None:
+        tap.update(head)
+        if not remaining:  # aiohttp read it all: check before the client has any of it
+            tap.verify()
+            tap = None
     up_transport.pause_reading()
     # Our own descriptors: the loop's selector refuses a transport's, and closing ours never closes theirs.
     up, down = os.dup(_fd(up_transport)), -1
@@ -103,7 +168,7 @@ async def relay(upstream: aiohttp.ClientResponse, request: web.Request, response
         down = os.dup(_fd(down_transport))
         await response.write(head)  # also sends the headers aiohttp may still hold
         await _flush(request, down_transport)
-        await _copy(up, down, remaining, read_timeout)
+        await _copy(up, down, remaining, read_timeout, tap)
     finally:
         os.close(up)
         if down >= 0:
@@ -147,50 +212,121 @@ async def _flush(request: web.Request, transport: asyncio.Transport) -> None:
         transport.set_write_buffer_limits(high=high, low=low)
 
 
-async def _copy(up: int, down: int, remaining: int, read_timeout: float | None) -> None:
-    """Move ``remaining`` bytes from one non-blocking socket to the other, waiting on the event loop."""
+class _Segment:
+    """One buffer of a stream's ring: filled from upstream, then written to the client and given to the tap."""
+
+    __slots__ = ("closed", "fill", "sent", "tapped", "view")
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(BUFFER_SIZE))
+        self.fill = self.sent = 0  # view[sent:fill] is read from upstream, not yet written to the client
+        self.closed = False  # no more bytes go into it (full, or the blob's end)
+        self.tapped = False  # the tap had view[:fill]
+
+    def reset(self) -> None:
+        self.fill = self.sent = 0
+        self.closed = self.tapped = False
+
+
+async def _copy(up: int, down: int, remaining: int, read_timeout: float | None, tap: BlobTap | None) -> None:
+    """Move ``remaining`` bytes (at least one) from one non-blocking socket to the other, waiting on the event
+    loop; ``tap`` sees every byte and verifies after the last one is read, before that one is written.
+
+    Bytes go through up to ``SEGMENTS`` buffers of ``BUFFER_SIZE`` in turn. The tap runs on a worker thread
+    (hashing releases the GIL), a whole buffer at a time and overlapped with the copying, which goes on in
+    the other buffer: hashing on the loop's thread would add its whole cost to every byte's way. A buffer is
+    read into again only once it was written and tapped."""
     loop = asyncio.get_running_loop()
-    view = memoryview(bytearray(BUFFER_SIZE))
-    start = end = unyielded = 0  # view[start:end] is read from upstream, not yet written to the client
-    while remaining or end > start:
+    segments = [_Segment()]
+    ring: collections.deque[_Segment] = collections.deque(segments)  # in byte order; the last one fills
+    spare: list[_Segment] = []
+    job: asyncio.Future[None] | None = None  # the tap working on ring[tapping]'s bytes
+    job_segment: _Segment | None = None
+    verified = tap is None
+    unyielded = 0
+    while True:
         moved = False
-        if end == start:
-            start = end = 0
-        if remaining and end < BUFFER_SIZE:
+        if job is not None and job.done():
+            job.result()
+            assert job_segment is not None
+            job_segment.tapped, job, job_segment, moved = True, None, None, True
+        while len(ring) > 1 and ring[0].sent == ring[0].fill and (ring[0].tapped or tap is None):
+            done = ring.popleft()
+            done.reset()
+            spare.append(done)
+        filling = ring[-1]
+        if remaining and filling.closed:  # the newest buffer is full: the next one
+            if not spare and len(segments) < SEGMENTS:
+                segments.append(_Segment())
+                spare.append(segments[-1])
+            if spare:
+                filling = spare.pop()
+                ring.append(filling)
+        if remaining and not filling.closed:
             try:
-                n = os.readv(up, [view[end:end + min(remaining, BUFFER_SIZE - end)]])
+                n = os.readv(up, [filling.view[filling.fill:filling.fill + min(remaining, BUFFER_SIZE - filling.fill)]])
             except BlockingIOError:
                 pass
             else:
                 if n == 0:
                     raise aiohttp.ClientPayloadError(f"upstream closed the connection {remaining} bytes early")
-                end, remaining, moved = end + n, remaining - n, True
-        if end > start:
-            try:
-                n = os.write(down, view[start:end])
-            except BlockingIOError:
-                pass
-            except OSError as exc:  # the client went away
-                raise ConnectionResetError(f"cannot write to the client: {exc.strerror}") from None
-            else:
-                start, unyielded, moved = start + n, unyielded + n, True
+                filling.fill, remaining, moved = filling.fill + n, remaining - n, True
+                filling.closed = filling.fill == BUFFER_SIZE or not remaining
+        if tap is not None and job is None:
+            pending = next((seg for seg in ring if seg.closed and not seg.tapped), None)
+            if pending is not None:
+                job_segment = pending
+                job = loop.run_in_executor(_tap_pool(), tap.update, pending.view[:pending.fill])
+        if not verified and not remaining and job is None and all(seg.tapped for seg in ring):
+            assert tap is not None
+            tap.verify()  # upstream's last byte is still here: a mismatch never ends the body cleanly
+            verified = True
+        sending = next((seg for seg in ring if seg.sent < seg.fill), None)
+        limit = 0
+        if sending is not None:
+            last = not remaining and sending is ring[-1]
+            limit = sending.fill - 1 if last and not verified else sending.fill  # the last byte waits for verify
+            if limit > sending.sent:
+                try:
+                    n = os.write(down, sending.view[sending.sent:limit])
+                except BlockingIOError:
+                    pass
+                except OSError as exc:  # the client went away
+                    raise ConnectionResetError(f"cannot write to the client: {exc.strerror}") from None
+                else:
+                    sending.sent, unyielded, moved = sending.sent + n, unyielded + n, True
+        if not remaining and verified and all(seg.sent == seg.fill for seg in ring):
+            return
         if unyielded >= YIELD_EVERY:  # both ends are fast: never hold the loop for a whole blob
             unyielded = 0
             await asyncio.sleep(0)
         if not moved:  # wait for whichever end can move bytes first; a slow client has no time limit
+            can_read = remaining and (not ring[-1].closed or spare or len(segments) < SEGMENTS)
+            readable = up if can_read else None
+            writable = down if sending is not None and limit > sending.sent else None
             try:
-                async with asyncio.timeout(None if end > start else read_timeout):
-                    await _ready(loop, up if remaining and end < BUFFER_SIZE else None,
-                                 down if end > start else None)
+                async with asyncio.timeout(read_timeout if writable is None and job is None else None):
+                    await _ready(loop, readable, writable, job)
             except TimeoutError:
                 raise aiohttp.ServerTimeoutError("Timeout on reading data from socket") from None
 
 
-async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable: int | None) -> None:
-    """Until ``readable`` can be read or ``writable`` written (either may be None)."""
+SEGMENTS = 2  # buffers per stream: one is copied while the tap hashes the other
+_tap_threads: ThreadPoolExecutor | None = None
+
+
+def _tap_pool() -> ThreadPoolExecutor:
+    """The threads taps run on, shared by every stream (each stream has one buffer in work at a time)."""
+    global _tap_threads
+    if _tap_threads is None:
+        _tap_threads = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="wave-blob-tap")
+    return _tap_threads
+async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable: int | None,
+                 job: asyncio.Future[None] | None = None) -> None:
+    """Until ``readable`` can be read, ``writable`` written or ``job`` is done (any may be None)."""
     ready = loop.create_future()
 
-    def wake() -> None:
+    def wake(*_: object) -> None:
         if not ready.done():
             ready.set_result(None)
 
@@ -198,6 +334,8 @@ async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable
         loop.add_reader(readable, wake)
     if writable is not None:
         loop.add_writer(writable, wake)
+    if job is not None:
+        job.add_done_callback(wake)
     try:
         await ready
     finally:
@@ -205,6 +343,8 @@ async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable
             loop.remove_reader(readable)
         if writable is not None:
             loop.remove_writer(writable)
+        if job is not None:
+            job.remove_done_callback(wake)
 
 
 # --- the blob cache -----------------------------------------------------------------------------------
