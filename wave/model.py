@@ -113,7 +113,8 @@ class SubmitRequest(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
     """A validated container request: an image to augment, or a recipe (or image) to build.
 
     Built by :func:`decode_submit` from a body, or in code (tests); either way the checks in
-    ``__post_init__`` run, so an instance always satisfies the contract's rules.
+    ``__post_init__`` run, so an instance always satisfies the contract's rules. Who asks (``user_email``,
+    once the caller is identified) is added with ``msgspec.structs.replace``, which runs them again.
     """
 
     container_image: ImageRef | None = None
