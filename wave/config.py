@@ -130,8 +130,11 @@ def parse_accounts(value: Any) -> Mapping[str, str]:
     return accounts
 
 
-def setting(default: Any, env: str, parse: Callable[[Any], Any] | None = None, secret: bool = False) -> Any:
-    metadata = {"env": env, "parse": parse, "secret": secret}
+def setting(default: Any, env: str, parse: Callable[[Any], Any] | None = None, secret: bool = False,
+            expected: str = "") -> Any:
+    """A field of Settings read from ``env``. ``expected`` is the format shown when a secret's value is wrong
+    (the value itself, and the parser's message that may quote it, are never shown)."""
+    metadata = {"env": env, "parse": parse, "secret": secret, "expected": expected}
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -157,7 +160,8 @@ class Settings:
 
     # upstream registries
     registry_credentials: Mapping[str, tuple[str, str]] = setting(
-        {}, "WAVE_REGISTRY_CREDENTIALS", parse_credentials, secret=True
+        {}, "WAVE_REGISTRY_CREDENTIALS", parse_credentials, secret=True,
+        expected="host=user:password[,host2=user:password] (e.g. docker.io=me:TOKEN,ghcr.io=me:TOKEN)",
     )
     insecure_registries: tuple[str, ...] = setting((), "WAVE_INSECURE_REGISTRIES", parse_list)
     upstream_connect_timeout: float = setting(10.0, "WAVE_UPSTREAM_CONNECT_TIMEOUT", parse_duration)
@@ -211,7 +215,8 @@ class Settings:
     k8s_memory: str = setting("2Gi", "WAVE_K8S_BUILD_MEMORY")
 
     # metrics
-    metrics_accounts: Mapping[str, str] = setting({}, "WAVE_METRICS_ACCOUNTS", parse_accounts, secret=True)
+    metrics_accounts: Mapping[str, str] = setting({}, "WAVE_METRICS_ACCOUNTS", parse_accounts, secret=True,
+                                                  expected="user:<sha256 hex of the password>[,user2:…]")
     fusion_hosts: tuple[str, ...] = setting(("fusionfs.seqera.io",), "WAVE_FUSION_HOSTS", parse_list)
 
     # Seqera Platform: identity, pairing, users' registry credentials
@@ -284,7 +289,8 @@ def load_settings(
             values[f.name] = parse(raw)
         except (ValueError, TypeError) as exc:
             shown = "<hidden>" if f.metadata.get("secret") else repr(raw)
-            detail = "" if f.metadata.get("secret") else f": {exc}"
+            expected = f.metadata.get("expected")
+            detail = (f": expected {expected}" if expected else "") if f.metadata.get("secret") else f": {exc}"
             raise ConfigError(f"invalid {source} = {shown}{detail}") from None
     values.update(overrides)
     settings = Settings(**values)

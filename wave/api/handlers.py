@@ -10,15 +10,23 @@ from aiohttp import web
 from wave import __version__, keys
 from wave.api.schema import parse_submit
 from wave.containers import SubmitResult
-from wave.errors import BadRequest
+from wave.errors import ApiError, BadRequest
 from wave.responses import json_response
 from wave.tokens import iso_time
+from wave.units import format_size
 
 
 async def read_json(request: web.Request) -> object:
-    """The body as JSON whatever its Content-Type says: ``curl -d`` sends JSON as a form, and users use it."""
+    """The body as JSON whatever its Content-Type says: ``curl -d`` sends JSON as a form, and users use it.
+    A body over the limit is a 413 that names the limit and its setting."""
     try:
-        return orjson.loads(await request.read())
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = format_size(request.app[keys.SETTINGS].max_request_size)
+        raise ApiError(f"the request body is larger than the limit of {limit} (WAVE_MAX_REQUEST_SIZE); "
+                       "put big layers at an http(s) URL instead of inline", status=413) from None
+    try:
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 

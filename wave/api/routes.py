@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wave.api import handlers
+from wave.api import handlers, inspect
 
 
 def setup(app: web.Application) -> None:
     app.router.add_post("/container-token", handlers.container_token)
     app.router.add_post("/v1alpha2/container", handlers.container_v2)
+    app.router.add_post("/v1alpha1/inspect", inspect.inspect)
     app.router.add_get("/service-info", handlers.service_info)

@@ -24,6 +24,7 @@ from wave.errors import NotFound
 from wave.oci.models import ContainerConfig, Layer
 from wave.responses import json_response
 from wave.tokens import ContainerRequest, iso_time
+from wave.units import format_size
 
 _TOKEN = "{token:[a-z0-9]{1,64}}"
 BUILD_FAILED = "Container build did not complete successfully"
@@ -61,7 +62,7 @@ async def container_status(request: web.Request) -> web.Response:
 
 
 def _layer(layer: Layer) -> dict[str, Any]:
-    location = f"data:…({layer.gzip_size} bytes)" if layer.is_inline else layer.location
+    location = f"data:…({format_size(layer.gzip_size)})" if layer.is_inline else layer.location
     return {"location": location, "gzipDigest": layer.gzip_digest, "gzipSize": layer.gzip_size,
             "tarDigest": layer.tar_digest}
 

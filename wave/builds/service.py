@@ -30,6 +30,7 @@ from wave.builds.records import (
 )
 from wave.builds.workspace import LayerDownloadError, download_layers, remove_workspace, write_workspace
 from wave.errors import BadRequest, NotFound, Unavailable
+from wave.units import format_duration
 
 if TYPE_CHECKING:
     from wave.config import Settings
@@ -42,6 +43,13 @@ log = logging.getLogger("wave.builds")
 ImageExists = Callable[[str], Awaitable[bool]]
 # The requester's own credentials for the registries a build talks to (looked up when the build is defined).
 BuildCredentials = Callable[[set[str]], Awaitable[dict[str, tuple[str, str]]]]
+
+
+def log_path(build_id: str) -> str:
+    """Where the control API serves a build's log (a failure's reason points there)."""
+    return f"/v1alpha1/builds/{build_id}/logs"
+
+
 LAUNCH_GRACE = 30.0  # beyond the timeout given to a launcher before the service gives up on it
 MAX_POLL = 0.5  # seconds between store polls while waiting for a build of another replica
 CLAIM_ATTEMPTS = 5
@@ -226,7 +234,8 @@ class BuildService:
             result = LaunchResult(False, "wave stopped while the build was running")
             raise
         except TimeoutError:
-            result = LaunchResult(False, f"the build did not finish within {self._settings.build_timeout:.0f}s")
+            limit = format_duration(self._settings.build_timeout)
+            result = LaunchResult(False, f"the build did not finish within {limit} (WAVE_BUILD_TIMEOUT)")
         except LayerDownloadError as exc:
             result = LaunchResult(False, str(exc))
         except Exception as exc:
@@ -253,7 +262,9 @@ class BuildService:
 
     async def _finish(self, record: BuildRecord, result: LaunchResult, build_log: BuildLog) -> None:
         """Store the outcome, then release the target: waiters must see COMPLETED before a new claim."""
-        done = record.completed(result.succeeded, None if result.succeeded else result.reason, now())
+        # the status a user reads says where the whole story is: the log
+        reason = None if result.succeeded else f"{result.reason or 'the build failed'}; log: {log_path(record.id)}"
+        done = record.completed(result.succeeded, reason, now())
         if not result.succeeded and result.reason:
             with contextlib.suppress(Exception):
                 await build_log.write(f"wave: build failed: {result.reason}")

@@ -8,6 +8,7 @@ import hashlib
 import zlib
 
 from wave.oci.models import Layer
+from wave.units import format_size
 
 
 class InvalidLayer(ValueError):
@@ -46,7 +47,7 @@ def tar_digest_of(gzip_bytes: bytes, max_size: int = 1 << 30) -> str:
             while True:
                 total += len(chunk)
                 if total > max_size:
-                    raise InvalidLayer(f"uncompressed layer is larger than the limit of {max_size} bytes")
+                    raise InvalidLayer(f"uncompressed layer is larger than the limit of {format_size(max_size)}")
                 digest.update(chunk)
                 if inflater.eof or not inflater.unconsumed_tail:
                     break
@@ -64,11 +65,12 @@ def verify_inline_layer(layer: Layer, max_size: int, max_uncompressed: int | Non
 
     CPU-bound for large layers: callers on an event loop run it in a thread."""
     max_uncompressed = max_uncompressed if max_uncompressed is not None else max(max_size * 16, 64 << 20)
+    too_large = f"inline layer is larger than the limit of {format_size(max_size)} (WAVE_MAX_INLINE_LAYER_SIZE)"
     if len(layer.location) > max_size * 4 // 3 + 64:
-        raise InvalidLayer(f"inline layer is larger than the limit of {max_size} bytes")
+        raise InvalidLayer(too_large)
     data = inline_bytes(layer.location)
     if len(data) > max_size:
-        raise InvalidLayer(f"inline layer is larger than the limit of {max_size} bytes")
+        raise InvalidLayer(too_large)
     if len(data) != layer.gzip_size:
         raise InvalidLayer(f"gzipSize is {layer.gzip_size} but the layer data has {len(data)} bytes")
     actual = "sha256:" + hashlib.sha256(data).hexdigest()

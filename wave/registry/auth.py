@@ -108,4 +108,11 @@ class UpstreamAuth:
                     f"the registry answered {status}")
         if self.missing:
             return f"{self.missing}; the registry answered {status} for {repository}"
-        return f"registry {registry} denied access to {repository} anonymously; the registry answered {status}"
+        return (f"registry {registry} denied access to {repository} anonymously; the registry answered {status}"
+                + credentials_hint(registry))
+
+
+def credentials_hint(registry: str) -> str:
+    """What to configure when a registry refuses anonymous access: the setting, its key and its format."""
+    return (f"; if it needs credentials, give them to wave as WAVE_REGISTRY_CREDENTIALS={registry}=USER:PASSWORD "
+            "(format host=user:password, comma-separated for several registries)")

@@ -35,6 +35,7 @@ from wave.oci.mediatypes import ALL_MANIFEST_ACCEPT, manifest_type_of
 from wave.oci.reference import ImageRef
 from wave.registry.auth import Challenge, TokenCache, UpstreamAuth, basic_header, parse_challenge
 from wave.registry.stale import LastGood
+from wave.units import format_size
 
 log = logging.getLogger("wave.registry")
 
@@ -120,7 +121,7 @@ class RegistryClient:
             self._raise_for_status(response, ref, "manifest", auth=auth)
             data = await read_capped(response, MAX_MANIFEST_SIZE)
         if data is None:
-            raise ManifestInvalid(f"manifest of {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
+            raise ManifestInvalid(f"manifest of {ref} is larger than {format_size(MAX_MANIFEST_SIZE)}")
         try:
             document = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -188,7 +189,7 @@ class RegistryClient:
             self._raise_for_status(response, ref, "blob", digest, auth=auth)
             data = await read_capped(response, max_size)
         if data is None:
-            raise ManifestInvalid(f"config blob {digest} of {ref} is larger than {max_size} bytes")
+            raise ManifestInvalid(f"config blob {digest} of {ref} is larger than {format_size(max_size)}")
         if digest.startswith("sha256:") and sha256_digest(data) != digest:
             raise DigestInvalid(f"upstream sent blob {digest} of {ref} with another digest")
         return data

@@ -21,6 +21,7 @@ from urllib3.exceptions import HTTPError
 
 from wave.builds.launchers.base import BuildJob, LaunchResult, LogSink
 from wave.builds.launchers.k8s_job import CONTAINER, build_job, job_name
+from wave.units import format_duration
 
 if TYPE_CHECKING:
     from wave.config import Settings
@@ -108,7 +109,7 @@ class KubernetesLauncher:
                     running_logged = True
                     log.info("build %s running in job %s/%s", job.build_id, namespace, name)
             if time.monotonic() > give_up:
-                return LaunchResult(False, f"the build timed out after {job.timeout:.0f}s "
+                return LaunchResult(False, f"the build timed out after {format_duration(job.timeout)} "
                                            f"(job {name} did not finish)")
             await asyncio.sleep(self._poll)
 
@@ -141,7 +142,7 @@ class KubernetesLauncher:
 
 def _failure_reason(condition: Any, job: BuildJob) -> str:
     if condition is not None and condition.reason == "DeadlineExceeded":
-        return f"the build timed out after {job.timeout:.0f}s"
+        return f"the build timed out after {format_duration(job.timeout)}"
     if condition is not None:
         return f"the build job failed ({condition.reason}: {condition.message or 'no message'})"
     return "the build job failed"

@@ -1,11 +1,17 @@
 """Builds on this machine: buildah (rootless-friendly: chroot isolation, vfs storage under the state
-directory) or a docker daemon when one is configured. Builds OCI images only: no singularity here."""
+directory) or a docker daemon when one is configured. Builds OCI images only: no singularity here.
+
+A failed build's reason is the cause in one line (``could not pull base image X: …``), read from the
+builder's own ``Error:`` line, since an exit status alone tells a user nothing. With a cache repository,
+buildah builds with ``--layers`` and pushes and reuses the layer cache there (``--cache-to``/``--cache-from``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -17,14 +23,59 @@ from wave.builds.launchers.process import run_logged
 from wave.builds.launchers.registries import (
     plain_http_registries,
     referenced_registries,
+    registry_host,
     write_auth_file,
     write_registries_conf,
 )
+from wave.units import format_duration
 
 if TYPE_CHECKING:
     from wave.config import Settings
 
 log = logging.getLogger("wave.builds")
+
+_ERROR_LINE = re.compile(r"^(?:Error|ERROR|error)(?:\[\d+\])?:?\s+(.+)$")
+_PULL_FAILED = re.compile(r"(?:initializing source docker://|pull access denied for |pulling image )(\S+?)[:,] (.+)")
+_SHORT_NAME = re.compile(r'short-name "(\S+)" (.+)')
+_PUSH_FAILED = re.compile(r"(?:pushing image|writing blob|trying to reuse blob).*?(?:to |docker://)(\S+?): (.+)")
+MAX_REASON = 400  # characters of a builder's error line kept in a reason (one line in a status answer)
+
+
+def _one_line(text: str) -> str:
+    """The builder's message on one line, bounded, without a repeated last part ("manifest unknown: manifest
+    unknown")."""
+    parts = [p for p in re.sub(r"\s+", " ", text).strip().split(": ") if p]
+    while len(parts) > 1 and parts[-1] == parts[-2]:
+        parts.pop()
+    joined = ": ".join(parts)
+    return joined if len(joined) <= MAX_REASON else joined[: MAX_REASON - 1] + "…"
+
+
+def failure_reason(tool: str, phase: str, status: int, error_line: str | None) -> str:
+    """Why a builder step failed, in a sentence: the base image that could not be pulled, the push that
+    failed, or the builder's last error line, with the exit status."""
+    if error_line:
+        for pattern, what in ((_PULL_FAILED, "could not pull base image"), (_SHORT_NAME, "could not pull base image"),
+                              (_PUSH_FAILED, "could not push")):
+            found = pattern.search(error_line)
+            if found and (phase == "build" or what == "could not push"):
+                return f"{what} {found[1].strip(chr(34))}: {_one_line(found[2])}"
+        return f"{tool} {phase} failed with exit status {status}: {_one_line(error_line)}"
+    return f"{tool} {phase} failed with exit status {status}"
+
+
+class _ErrorCapture:
+    """Passes every line to the build log and keeps the builder's last error line."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self._sink = sink
+        self.last_error: str | None = None
+
+    async def write(self, line: str) -> None:
+        found = _ERROR_LINE.match(line.strip())
+        if found:
+            self.last_error = found[1]
+        await self._sink.write(line)
 
 
 class LocalLauncher:
@@ -61,11 +112,13 @@ class LocalLauncher:
                 if phase == "push":
                     log.info("build %s pushing %s", job.build_id, job.target_image)
                 await log_sink.write(f"wave: {phase} {job.target_image} with {self.tool}")
-                status = await run_logged(argv, log_sink, deadline - time.monotonic(), env)
+                capture = _ErrorCapture(log_sink)
+                status = await run_logged(argv, capture, deadline - time.monotonic(), env)
                 if status is None:
-                    return LaunchResult(False, f"the build timed out after {job.timeout:.0f}s (during {phase})")
+                    return LaunchResult(False, f"the build timed out after {format_duration(job.timeout)} "
+                                               f"(during {phase}; WAVE_BUILD_TIMEOUT)")
                 if status != 0:
-                    return LaunchResult(False, f"{self.tool} {phase} failed with exit status {status}")
+                    return LaunchResult(False, failure_reason(self.tool, phase, status, capture.last_error))
             return LaunchResult(True)
         finally:
             await run_logged(cleanup, _Discard(), 60.0, env)
@@ -75,6 +128,9 @@ class LocalLauncher:
         env = dict(os.environ)
         build_file = (job.workdir / job.build_file).read_text()
         hosts = referenced_registries(build_file, job.target_image)
+        cache_host = registry_host(job.cache_repository) if job.cache_repository else None
+        if cache_host:
+            hosts.add(cache_host)
         conf = write_registries_conf(job.workdir / "registries.conf",
                                      plain_http_registries(hosts, self._settings.insecure_registries))
         env["CONTAINERS_REGISTRIES_CONF"] = str(conf)
@@ -91,7 +147,10 @@ class LocalLauncher:
     def _buildah(self, job: BuildJob, auth: Path | None) -> tuple[list[tuple[str, list[str]]], list[str]]:
         base = self._buildah_base()
         authfile = ["--authfile", str(auth)] if auth else []
-        bud = [*base, "bud", "--isolation", "chroot", "--pull", "--platform", job.platform, *authfile,
+        cache = []
+        if job.cache_repository:  # intermediate layers cached in (and reused from) the cache repository
+            cache = ["--layers", "--cache-to", job.cache_repository, "--cache-from", job.cache_repository]
+        bud = [*base, "bud", "--isolation", "chroot", "--pull", "--platform", job.platform, *authfile, *cache,
                "-f", str(job.workdir / job.build_file), "-t", job.target_image, str(job.context_dir)]
         push = [*base, "push", *authfile, job.target_image]
         return [("build", bud), ("push", push)], [*base, "rmi", "-f", job.target_image]

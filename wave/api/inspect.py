@@ -1,0 +1,56 @@
+"""``POST /v1alpha1/inspect``: an image's manifest and config, or its index, fetched by wave.
+
+Body: ``{"containerImage": "…", "containerPlatform": "linux/arm64"?}`` (Platform credential fields are
+accepted like a container request's). Answer: ``{"container": {image, registry, repository, reference, digest,
+mediaType, manifest|index, config?, platformManifest?}}``. Upstream errors are 400s that say what the
+registry said, as for a container request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from wave import keys
+from wave.api.handlers import read_json
+from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError
+from wave.oci import augment
+from wave.oci.platform import InvalidPlatform, parse_platform
+from wave.oci.reference import InvalidReference, parse_reference
+from wave.registry.inspect import inspect_image
+from wave.responses import json_response
+
+
+async def inspect(request: web.Request) -> web.Response:
+    body: Any = await read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    image = body.get("containerImage")
+    if not isinstance(image, str) or not image:
+        raise BadRequest("containerImage is required (a string)")
+    try:
+        ref = parse_reference(image)
+    except InvalidReference as exc:
+        raise BadRequest(f"containerImage: {exc}") from None
+    platform = None
+    if body.get("containerPlatform") is not None:
+        if not isinstance(body["containerPlatform"], str):
+            raise BadRequest("containerPlatform must be a string")
+        try:
+            platform = parse_platform(body["containerPlatform"])
+        except InvalidPlatform as exc:
+            raise BadRequest(f"containerPlatform: {exc}") from None
+    try:
+        found = await inspect_image(request.app[keys.REGISTRY], ref, platform)
+    except (ManifestUnknown, NameUnknown):
+        raise BadRequest(f"containerImage {ref} does not exist in registry {ref.registry}") from None
+    except augment.NoMatchingPlatform as exc:
+        raise BadRequest(f"containerImage {ref}: {exc}") from None
+    except Denied as exc:
+        raise BadRequest(f"containerImage {ref}: {exc.message}") from None
+    except RegistryError as exc:
+        if exc.status < 500 and exc.status != 429:
+            raise BadRequest(f"containerImage {ref}: {exc.message}") from None
+        raise
+    return json_response({"container": found.to_json()})
