@@ -128,7 +128,9 @@ async def test_failing_dockerfile_fails_with_its_log(registry: Registry, make_bu
     assert ticket.build_id is not None
     status = await builds.wait(ticket.build_id, timeout=120)
     assert status.status == "COMPLETED" and status.succeeded is False
-    assert status.reason == "buildah build failed with exit status 3" or "exit status" in (status.reason or "")
+    # the cause in one line (the failing step and its status), and where the log is
+    assert status.reason == ("buildah build failed: the step `RUN echo about to fail && exit 3` exited with status 3; "
+                             f"log: /v1alpha1/builds/{ticket.build_id}/logs")
     tail = await builds.log_tail(ticket.build_id, 20)
     assert "about to fail" in tail and "exit status 3" in tail
 

@@ -113,4 +113,5 @@ async def test_builder_exit_status_and_timeout_become_reasons(tmp_path: Path, mo
     assert (result.succeeded, result.reason) == (False, "buildah build failed with exit status 4")
     (tmp_path / "stop").touch()
     result = await launcher.launch(job, Lines())
-    assert (result.succeeded, result.reason) == (False, "the build timed out after 0s (during build)")
+    assert (result.succeeded, result.reason) == (False,
+                                                 "the build timed out after 0.5s (during build; WAVE_BUILD_TIMEOUT)")

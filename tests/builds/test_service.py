@@ -95,7 +95,7 @@ async def test_failed_build_reports_reason_and_log(make_service: Any, launcher: 
     assert ticket.build_id is not None
     status = await builds.wait(ticket.build_id, timeout=10)
     assert (status.status, status.succeeded, status.reason) == (
-        "COMPLETED", False, "buildah build failed with exit status 1")
+        "COMPLETED", False, f"buildah build failed with exit status 1; log: /v1alpha1/builds/{ticket.build_id}/logs")
     log = await builds.logs(ticket.build_id)
     assert log is not None and b"error: something broke" in log and b"wave: build failed" in log
     assert "error: something broke" in await builds.log_tail(ticket.build_id, 2)

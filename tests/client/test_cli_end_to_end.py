@@ -173,7 +173,8 @@ def test_build_await_of_a_broken_dockerfile_exits_with_the_reason(registry: Regi
     done = wave_cli("build", "-f", str(dockerfile), "--await", "5m", server=build_wave)
     assert done.returncode == 1 and done.stdout == ""
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("wave: build ") and " failed: " in last and "exit status 3" in last, done.stderr
+    assert last.startswith("wave: build ") and " failed: " in last, done.stderr
+    assert "exited with status 3" in last and "`RUN echo broken-" in last, done.stderr
     assert "(log: wave logs " in last
     build_id = last.split()[2]
     log = wave_cli("logs", build_id, server=build_wave)

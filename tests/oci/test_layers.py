@@ -112,7 +112,7 @@ def test_layer_over_the_size_cap_is_refused_naming_the_limit():
 
 def test_huge_location_is_refused_before_decoding():
     huge = Layer("data:" + "A" * (4 * LIMIT), sha256(b""), 1, sha256(b""))
-    with pytest.raises(InvalidLayer, match=f"larger than the limit of {LIMIT} bytes"):
+    with pytest.raises(InvalidLayer, match="larger than the limit of 1 MiB \\(WAVE_MAX_INLINE_LAYER_SIZE\\)"):
         verify_inline_layer(huge, LIMIT)
 
 

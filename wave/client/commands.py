@@ -260,7 +260,7 @@ def _await(args: argparse.Namespace, answer: dict[str, Any]) -> int:
         status = api.get(f"/v1alpha1/builds/{build_id}/status")
         if status.get("status") == "COMPLETED":
             break
-        progress.show(str(status.get("status", "PENDING")))
+        progress.show("building" if status.get("status") == "PENDING" else str(status.get("status")))
         if time.monotonic() + pause > deadline:
             progress.done()
             raise ClientError(f"build {build_id} is still running after {args.wait}; follow it with "

@@ -37,6 +37,7 @@ log = logging.getLogger("wave.builds")
 _ERROR_LINE = re.compile(r"^(?:Error|ERROR|error)(?:\[\d+\])?:?\s+(.+)$")
 _PULL_FAILED = re.compile(r"(?:initializing source docker://|pull access denied for |pulling image )(\S+?)[:,] (.+)")
 _SHORT_NAME = re.compile(r'short-name "(\S+)" (.+)')
+_STEP_FAILED = re.compile(r'building at STEP "(.+?)": (?:while running runtime: )?exit status (\d+)')
 _PUSH_FAILED = re.compile(r"(?:pushing image|writing blob|trying to reuse blob).*?(?:to |docker://)(\S+?): (.+)")
 MAX_REASON = 400  # characters of a builder's error line kept in a reason (one line in a status answer)
 
@@ -60,6 +61,9 @@ def failure_reason(tool: str, phase: str, status: int, error_line: str | None) -
             found = pattern.search(error_line)
             if found and (phase == "build" or what == "could not push"):
                 return f"{what} {found[1].strip(chr(34))}: {_one_line(found[2])}"
+        step = _STEP_FAILED.search(error_line)
+        if step:
+            return f"{tool} {phase} failed: the step `{_one_line(step[1])}` exited with status {step[2]}"
         return f"{tool} {phase} failed with exit status {status}: {_one_line(error_line)}"
     return f"{tool} {phase} failed with exit status {status}"
 
