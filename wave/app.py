@@ -9,10 +9,10 @@ error JSON); the rest is the control API (``{"message": …}``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 
-import aiohttp
 from aiohttp import web
 
 from wave import keys, ops
@@ -26,6 +26,7 @@ from wave.builds.launchers import create_launcher
 from wave.builds.service import BuildService
 from wave.config import Settings
 from wave.containers import ContainerService
+from wave.http import AddressGuard, opened_session, policy_for
 from wave.identity import IdentityService
 from wave.metrics import UsageMetrics
 from wave.middlewares import client_address_middleware, error_middleware, render_api, render_oci
@@ -47,18 +48,7 @@ from wave.storage import opened_storage
 from wave.store import opened_store
 from wave.tokens import TokenStore
 
-
-@asynccontextmanager
-async def _http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
-    timeout = aiohttp.ClientTimeout(total=None, connect=settings.upstream_connect_timeout,
-                                    sock_connect=settings.upstream_connect_timeout,
-                                    sock_read=settings.upstream_read_timeout)
-    session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
-                                    connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60))
-    try:
-        yield session
-    finally:
-        await session.close()
+log = logging.getLogger("wave")
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -67,7 +57,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     failed: when the store cannot be reached, the HTTP session opened before it is closed all the same."""
     settings, ops_metrics = app[keys.SETTINGS], app[keys.OPS]
     async with AsyncExitStack() as opened:
-        app[keys.HTTP] = await opened.enter_async_context(_http_session(settings))
+        guard = AddressGuard(policy_for(settings))
+        log.info("address policy: %s", guard.policy.describe())
+        app[keys.HTTP] = await opened.enter_async_context(opened_session(settings, guard))
         app[keys.STORE] = store = await opened.enter_async_context(opened_store(settings))
         app[keys.STORAGE] = await opened.enter_async_context(opened_storage(settings))
         client = RegistryClient(app[keys.HTTP], settings, LastGood(store, settings.stale_ttl))
@@ -84,7 +76,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         cache = ObjectCache(store, on_lookup=lambda hit: ops_metrics.cache_lookup("objects", hit))
         usage = UsageMetrics(store, settings, ops=ops_metrics)
         builds = BuildService(settings, store, app[keys.STORAGE], create_launcher(settings),
-                              lambda ref: client.exists(parse_reference(ref)), events=usage)
+                              lambda ref: client.exists(parse_reference(ref)), events=usage,
+                              http=app[keys.HTTP], guard=guard)
         opened.push_async_callback(builds.close)
         manifests = ManifestService(settings, client, store, cache, BuildGate(builds, settings.build_timeout),
                                     auth_of=identity.container_auth)
@@ -95,9 +88,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         blob_cache = await opened.enter_async_context(opened_blob_cache(settings, ops_metrics.blob_cache_event))
         if blob_cache is not None:
             app[keys.BLOB_CACHE] = blob_cache
-        app[keys.BLOBS] = BlobService(client, cache, manifests, tokens, blob_cache)
+        app[keys.BLOBS] = BlobService(client, manifests, tokens, guard, blob_cache)
         app[keys.EVENTS] = usage
-        app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds, events=usage, identity=identity)
+        app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds, events=usage, identity=identity,
+                                                guard=guard)
         yield
 
 

@@ -118,6 +118,18 @@ def parse_networks(value: Any) -> tuple[str, ...]:
     return items
 
 
+def parse_trusted_hosts(value: Any) -> tuple[str, ...]:
+    """``WAVE_TRUSTED_HOSTS``: ``host``, ``host:port`` or CIDR entries, or ``none``; each is parsed here so a
+    typo fails at start-up naming the setting."""
+    from wave.addresses import NONE, parse_trust_entry  # the policy owns the syntax (imported late: no cycle)
+
+    items = parse_list(value)
+    for item in items:
+        if item.lower() != NONE:
+            parse_trust_entry(item)
+    return items
+
+
 def parse_accounts(value: Any) -> Mapping[str, str]:
     """``user:<sha256 hex of password>,…``: passwords are never configured in clear text."""
     accounts = {}
@@ -168,10 +180,13 @@ class Settings:
     upstream_read_timeout: float = setting(60.0, "WAVE_UPSTREAM_READ_TIMEOUT", parse_duration)
     upstream_retries: int = setting(3, "WAVE_UPSTREAM_RETRIES", parse_int)
     resolve_cache_ttl: float = setting(30.0, "WAVE_RESOLVE_CACHE_TTL", parse_duration)
+    trusted_hosts: tuple[str, ...] = setting((), "WAVE_TRUSTED_HOSTS", parse_trusted_hosts)
 
     # injected layers
     max_inline_layer_size: int = setting(16 << 20, "WAVE_MAX_INLINE_LAYER_SIZE", parse_size)
-    layer_allowed_hosts: tuple[str, ...] = setting((), "WAVE_LAYER_ALLOWED_HOSTS", parse_networks)
+    # what wave may connect to (or send clients to) although internal; unset: loopback while wave listens on
+    # loopback, nothing otherwise. WAVE_LAYER_ALLOWED_HOSTS is the older name (both lists are joined).
+    layer_allowed_hosts: tuple[str, ...] = setting((), "WAVE_LAYER_ALLOWED_HOSTS", parse_trusted_hosts)
     max_request_size: int = setting(32 << 20, "WAVE_MAX_REQUEST_SIZE", parse_size)
 
     # shared state and object storage
@@ -233,6 +248,11 @@ class Settings:
     def public_authority(self) -> str:
         """``host[:port]`` of the public URL: what goes in front of ``/wt/<token>/`` in ``targetImage``."""
         return urlsplit(self.public_url).netloc
+
+    @property
+    def trusted_entries(self) -> tuple[str, ...]:
+        """``WAVE_TRUSTED_HOSTS`` and its older name ``WAVE_LAYER_ALLOWED_HOSTS``, joined."""
+        return (*self.trusted_hosts, *self.layer_allowed_hosts)
 
     @property
     def storage_location(self) -> str:

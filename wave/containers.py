@@ -17,6 +17,7 @@ from msgspec.structs import replace
 
 from wave.config import Settings
 from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError
+from wave.http import AddressGuard
 from wave.identity import api_error
 from wave.locations import check_layer_location
 from wave.model import SubmitRequest
@@ -65,9 +66,11 @@ def _without_inline_data(config: ContainerConfig) -> ContainerConfig:
 
 class ContainerService:
     def __init__(self, settings: Settings, tokens: TokenStore, client: RegistryClient,
-                 builds: BuildService, events: UsageMetrics, identity: IdentityService | None = None) -> None:
+                 builds: BuildService, events: UsageMetrics, identity: IdentityService | None = None, *,
+                 guard: AddressGuard) -> None:
         self._settings = settings
         self._identity = identity
+        self._guard = guard  # where a layer location may send clients
         self._tokens = tokens
         self._client = client
         self._builds = builds
@@ -136,8 +139,7 @@ class ContainerService:
                     raise BadRequest(f"{where}: {exc}") from None
                 inline.append((layer, data))
             else:
-                await check_layer_location(layer.location, self._settings.layer_allowed_hosts,
-                                           f"{where}.location")
+                await check_layer_location(layer.location, self._guard, f"{where}.location")
         return inline
 
     async def _resolve_identity(self, request: SubmitRequest) -> PlatformIdentity | None:

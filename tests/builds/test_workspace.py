@@ -1,19 +1,40 @@
-"""Freeze layer downloads: redirects are followed by hand, and no hop may lead wave to an internal address."""
+"""Freeze layer downloads: redirects are followed by hand, and no hop may lead wave to an internal address.
+
+Downloads go through wave's guarded session; the policy is built as on a server that does not listen on
+loopback (so loopback is trusted only when the test says so).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from wave.addresses import address_policy
 from wave.builds.freeze import LayerDownload
-from wave.builds.workspace import MAX_REDIRECTS, LayerDownloadError, download_layers
+from wave.builds.workspace import MAX_REDIRECTS, LayerDownloadError
+from wave.builds.workspace import download_layers as download_with
+from wave.config import load_settings
+from wave.http import AddressGuard, create_client_session
 
 BLOB = b"\x1f\x8b not really a layer, but the digest is what counts"
+
+
+@asynccontextmanager
+async def _session(trusted: Sequence[str]) -> AsyncIterator[Any]:
+    guard = AddressGuard(address_policy(tuple(trusted) or ("none",), listen_host="0.0.0.0"))
+    async with create_client_session(load_settings(environ={}), guard) as session:
+        yield session
+
+
+async def download_layers(context: Path, items: tuple[LayerDownload, ...], trusted: Sequence[str]) -> None:
+    async with _session(trusted) as session:
+        await download_with(context, items, session)
 
 
 def item(url: str) -> LayerDownload:
@@ -53,14 +74,14 @@ async def test_a_redirect_to_loopback_is_refused_unless_allowed(server: Callable
                                                                 tmp_path: Path) -> None:
     # "localhost" is trusted by name, so only the redirect's host (127.0.0.1) is in question
     start = item(server("localhost", "/to-loopback"))
-    with pytest.raises(LayerDownloadError, match=r"host 127\.0\.0\.1 resolves to an internal address"):
+    with pytest.raises(LayerDownloadError, match=r"host 127\.0\.0\.1:\d+ is an internal address.*WAVE_TRUSTED_HOSTS"):
         await download_layers(tmp_path, (start,), ["localhost"])
     await download_layers(tmp_path, (start,), ["localhost", "127.0.0.0/8"])
     assert (tmp_path / "layer.tar.gz").read_bytes() == BLOB
 
 
 async def test_the_submitted_host_is_checked_again(server: Callable[[str, str], str], tmp_path: Path) -> None:
-    with pytest.raises(LayerDownloadError, match=r"host 127\.0\.0\.1 resolves to an internal address"):
+    with pytest.raises(LayerDownloadError, match=r"host 127\.0\.0\.1:\d+ is an internal address.*WAVE_TRUSTED_HOSTS"):
         await download_layers(tmp_path, (item(server("127.0.0.1", "/layer")),), ())
 
 

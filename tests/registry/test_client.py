@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from wave.config import load_settings
 from wave.errors import Denied, DigestInvalid, ManifestInvalid, ManifestUnknown, UpstreamUnavailable
+from wave.http import AddressGuard, create_client_session, policy_for
 from wave.oci.reference import parse_reference
 from wave.registry.client import RegistryClient
 
@@ -56,13 +57,18 @@ async def upstream() -> AsyncIterator[tuple[Upstream, TestServer]]:
 
 @pytest.fixture
 async def client_factory(tmp_path: Any) -> AsyncIterator[Callable[..., RegistryClient]]:
-    session = aiohttp.ClientSession()
+    """Clients on wave's guarded session, with the policy their settings describe."""
+    sessions: list[aiohttp.ClientSession] = []
 
     def make(**overrides: Any) -> RegistryClient:
-        return RegistryClient(session, load_settings(environ={}, state_dir=tmp_path, **overrides))
+        settings = load_settings(environ={}, state_dir=tmp_path, **overrides)
+        session = create_client_session(settings, AddressGuard(policy_for(settings)))
+        sessions.append(session)
+        return RegistryClient(session, settings)
 
     yield make
-    await session.close()
+    for session in sessions:
+        await session.close()
 
 
 def ref(server: TestServer, name: str = "library/busybox:latest") -> Any:

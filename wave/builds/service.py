@@ -20,6 +20,7 @@ from wave.builds.definition import BuildDefinition, define_build
 from wave.builds.launchers.base import BuildJob, Launcher, LaunchResult
 from wave.builds.launchers.registries import referenced_registries, registry_host
 from wave.builds.logs import BuildLog, log_key
+from wave.builds.reach import check_build_reach
 from wave.builds.records import (
     DEADLINE_GRACE,
     HEARTBEAT_INTERVAL,
@@ -30,9 +31,14 @@ from wave.builds.records import (
 )
 from wave.builds.workspace import LayerDownloadError, download_layers, remove_workspace, write_workspace
 from wave.errors import BadRequest, NotFound, Unavailable
+from wave.http import AddressGuard, create_client_session, policy_for
 from wave.units import format_duration
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import aiohttp
+
     from wave.config import Settings
     from wave.model import SubmitRequest
     from wave.storage.base import ObjectStorage
@@ -86,8 +92,14 @@ class _Requester:
 
 class BuildService:
     def __init__(self, settings: Settings, store: KeyValueStore, storage: ObjectStorage, launcher: Launcher,
-                 image_exists: ImageExists, *, events: BuildEvents | None = None) -> None:
+                 image_exists: ImageExists, *, events: BuildEvents | None = None,
+                 http: aiohttp.ClientSession | None = None, guard: AddressGuard | None = None) -> None:
+        """``http`` and ``guard``: wave's guarded session and address guard (``wave.http``), for layer
+        downloads and for checking where the builder will connect; without them (unit tests) a session is
+        made for each build's downloads, and submitted builds are not checked."""
         self._settings = settings
+        self._http = http
+        self._guard = guard
         self._events = events
         self._records = BuildRecords(store)
         self._storage = storage
@@ -115,6 +127,8 @@ class BuildService:
             raise Unavailable("wave is shutting down")
         definition = define_build(request, self._settings)
         target = definition.target_image
+        if self._guard is not None:  # before anything is asked of a registry or remembered
+            await check_build_reach(self._guard, definition)
         user_credentials = await self._user_credentials(request, definition, credentials)
 
         def ticket(build_id: str | None, cached: bool, launched: bool = False) -> BuildTicket:
@@ -189,6 +203,16 @@ class BuildService:
 
     # --- running --------------------------------------------------------------------------------------
 
+    async def _download(self, workdir: Path, definition: BuildDefinition) -> None:
+        if not definition.downloads:
+            return
+        if self._http is not None:
+            await download_layers(workdir / "context", definition.downloads, self._http)
+            return
+        guard = AddressGuard(policy_for(self._settings))
+        async with create_client_session(self._settings, guard) as session:
+            await download_layers(workdir / "context", definition.downloads, session)
+
     async def _notify(self, event: str, build_id: str, requester: _Requester, *args: bool) -> None:
         if self._events is None:
             return
@@ -216,7 +240,7 @@ class BuildService:
         result = LaunchResult(False, "the build did not run")
         try:
             workdir = await asyncio.to_thread(write_workspace, self._settings.build_dir, record.id, definition)
-            await download_layers(workdir / "context", definition.downloads, self._settings.layer_allowed_hosts)
+            await self._download(workdir, definition)
             job = BuildJob(
                 build_id=record.id,
                 workdir=workdir,

@@ -2,7 +2,8 @@
 
 It lives under ``settings.build_dir`` so the Kubernetes launcher finds it on the shared volume at the same
 path. Files are world-readable: rootless builders run as another user. Everything here is blocking file
-I/O, so the service calls it in a thread — except layer downloads, which are async.
+I/O, so the service calls it in a thread — except layer downloads, which are async and go through wave's
+one HTTP session (``wave.http``), whose connector refuses internal addresses on every hop.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from wave.addresses import InternalAddress, check_public
 from wave.builds.definition import BuildDefinition
 from wave.builds.freeze import LayerDownload
+from wave.http import refused_address
 
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=15, sock_read=60)
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -48,48 +48,34 @@ def remove_workspace(workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def download_layers(context: Path, downloads: tuple[LayerDownload, ...], allowed_hosts: Iterable[str]) -> None:
-    """Fetch http(s) layers into the context, checking size and digest while streaming. Every host, the first
-    and each redirect's, must be public unless listed in ``allowed_hosts`` (``WAVE_LAYER_ALLOWED_HOSTS``)."""
-    if not downloads:
-        return
-    allowed = tuple(allowed_hosts)
-    async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as session:
-        for item in downloads:
-            await _download(session, context / item.filename, item, allowed)
+async def download_layers(context: Path, downloads: tuple[LayerDownload, ...],
+                          session: aiohttp.ClientSession) -> None:
+    """Fetch http(s) layers into the context, checking size and digest while streaming. ``session`` is wave's
+    guarded session: the address of the first host and of each redirect's is checked as it is connected to
+    (the submitted URL was checked at submit time, but DNS may have changed since)."""
+    for item in downloads:
+        await _download(session, context / item.filename, item)
 
 
-async def _check_host(url: str, item: LayerDownload, allowed: tuple[str, ...]) -> None:
-    """Refuse a URL on an internal address. The submitted URL was checked at submit time, but DNS may have
-    changed since; a redirect's target was never checked."""
+def _check_url(url: str, item: LayerDownload) -> None:
     parts = urlsplit(url)
-    host = parts.hostname
     try:
-        port = parts.port
+        _ = parts.port
     except ValueError:
         raise LayerDownloadError(f"layer {item.url}: {url[:200]!r} has an invalid port") from None
-    if parts.scheme not in ("http", "https") or not host:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise LayerDownloadError(f"layer {item.url} redirected to {url[:200]!r}, which is not an http(s) URL")
-    try:
-        await check_public(host, port or (443 if parts.scheme == "https" else 80), allowed)
-    except InternalAddress:
-        raise LayerDownloadError(
-            f"layer {item.url}: host {host} resolves to an internal address, which wave does not download from "
-            "(an operator can allow it with WAVE_LAYER_ALLOWED_HOSTS)") from None
-    except OSError:
-        raise LayerDownloadError(f"layer {item.url}: cannot resolve host {host}") from None
 
 
-async def _download(session: aiohttp.ClientSession, path: Path, item: LayerDownload,
-                    allowed: tuple[str, ...]) -> None:
+async def _download(session: aiohttp.ClientSession, path: Path, item: LayerDownload) -> None:
     digest, size = hashlib.sha256(), 0
     out = await asyncio.to_thread(path.open, "wb")
     try:
         url = item.url
         for hops in range(MAX_REDIRECTS + 1):
-            await _check_host(url, item, allowed)
-            # redirects are followed here, not by aiohttp, so that each hop's host is checked first
-            async with session.get(url, allow_redirects=False) as response:
+            _check_url(url, item)
+            # redirects are followed here, not by aiohttp, so that each hop's URL is checked too
+            async with session.get(url, allow_redirects=False, timeout=DOWNLOAD_TIMEOUT) as response:
                 if response.status in REDIRECTS:
                     location = response.headers.get("Location")
                     if not location:
@@ -109,6 +95,10 @@ async def _download(session: aiohttp.ClientSession, path: Path, item: LayerDownl
                     await asyncio.to_thread(out.write, chunk)
                 break
     except (aiohttp.ClientError, TimeoutError) as exc:
+        refused = refused_address(exc)
+        if refused is not None:
+            raise LayerDownloadError(f"layer {item.url}: host {refused.where} is an internal address, which wave "
+                                     "does not download from; trust it with WAVE_TRUSTED_HOSTS") from None
         raise LayerDownloadError(f"layer {item.url} could not be downloaded: {exc}") from None
     finally:
         await asyncio.to_thread(out.close)

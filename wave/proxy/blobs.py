@@ -1,5 +1,13 @@
-"""Blobs through a token: objects wave made, injected layers, the blob cache, or upstream's bytes streamed
-through."""
+"""Blobs through a token: injected layers, objects wave made for this token, the blob cache, or upstream's
+bytes streamed through.
+
+The order is the token's: an injected layer (the request names it), then an object wave made for this
+token's request (a config; known from the token's resolution in memory), then the blob cache (only what this
+repository is known to hold), then upstream in the token's own repository. Nothing is looked up by digest
+alone, so a token never serves what wave made or fetched for another token or repository, and an upstream
+blob costs no object store look-up before it streams. Where an upstream redirect sends the client is checked
+against the address policy (``wave.http``).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +19,11 @@ from typing import BinaryIO
 import aiohttp
 from yarl import URL
 
-from wave.errors import BlobUnknown, RegistryError
+from wave.errors import BlobUnknown, Denied, RegistryError
+from wave.http import AddressGuard, UrlRefused
 from wave.oci.models import Layer
 from wave.proxy.blobcache import BlobCache, Fill, FillFailed
-from wave.proxy.cache import CachedObject, ObjectCache
+from wave.proxy.cache import CachedObject
 from wave.proxy.manifests import ManifestService
 from wave.registry.client import RegistryClient
 from wave.tokens import ContainerRequest, TokenStore
@@ -66,29 +75,26 @@ CONFIRMED_ITEMS = 65536
 
 
 class BlobService:
-    def __init__(self, client: RegistryClient, cache: ObjectCache, manifests: ManifestService,
-                 tokens: TokenStore, blob_cache: BlobCache | None = None) -> None:
+    def __init__(self, client: RegistryClient, manifests: ManifestService, tokens: TokenStore,
+                 guard: AddressGuard, blob_cache: BlobCache | None = None) -> None:
         self._client = client
-        self._cache = cache
         self._manifests = manifests
         self._tokens = tokens
+        self._guard = guard  # where an upstream redirect may send the client
         self._blobs = blob_cache
         self._confirmed: OrderedDict[tuple[str, str], float] = OrderedDict()  # (scope, digest) -> until
 
     async def open(self, request: ContainerRequest, digest: str, range_header: str | None,
                    method: str) -> BlobSource:
-        local = await self._cache.get(digest)  # a config wave made
-        if local is not None:
-            return local
         layer = _injected_layer(request, digest)
         if layer is not None:
             if not layer.is_inline:
-                return RedirectBlob(layer.location)
+                return RedirectBlob(layer.location)  # checked when the token was issued
             data = await self._tokens.layer(digest)  # stored when the token was issued, as long as it lives
             if data is None:
                 raise BlobUnknown(f"inline layer {digest} is no longer available; request a new token")
             return CachedObject(INLINE_LAYER_TYPE, data, digest)
-        made = await self._manifests.made_object(request, digest)  # a config wave made, re-derived
+        made = await self._manifests.made_object(request, digest)  # a config wave made for this token
         if made is not None:
             return made
         if self._blobs is not None:
@@ -96,7 +102,8 @@ class BlobService:
             if cached is not None:
                 return cached
         auth = await self._manifests.auth_of(request)  # the token's user's credentials, or wave's
-        return _source(await self._client.open_blob(request.image, digest, range_header, method, auth=auth))
+        response = await self._client.open_blob(request.image, digest, range_header, method, auth=auth)
+        return await self._source(request, digest, response)
 
     async def _from_cache(self, blobs: BlobCache, request: ContainerRequest, digest: str, range_header: str | None,
                           method: str) -> BlobSource | None:
@@ -121,7 +128,7 @@ class BlobService:
                 digest, scope, lambda: self._client.open_blob(request.image, digest, None, method, follow=True,
                                                               auth=auth))
             if isinstance(got, aiohttp.ClientResponse):
-                return _source(got)
+                return await self._source(request, digest, got)
             fill = got
             if fill.scope != scope and not await self.may_serve(request, digest):
                 return None  # another repository's fill: this one is not known to hold the blob
@@ -156,12 +163,19 @@ class BlobService:
             self._confirmed.popitem(last=False)
 
 
-def _source(response: aiohttp.ClientResponse) -> BlobSource:
-    if response.status in (301, 302, 303, 307, 308):
-        location = response.headers.get("Location", "")
+    async def _source(self, request: ContainerRequest, digest: str, response: aiohttp.ClientResponse) -> BlobSource:
+        """Upstream's answer: its bytes, or its redirect — which the client follows, so it must be http(s)
+        and not lead to an internal address unless trusted (else an OCI error that says why)."""
+        if response.status not in (301, 302, 303, 307, 308):
+            return UpstreamBlob(response)
+        location = str(response.url.join(URL(response.headers.get("Location", ""))))
         response.release()
-        return RedirectBlob(str(response.url.join(URL(location))))
-    return UpstreamBlob(response)
+        try:
+            await self._guard.check_url(location)
+        except UrlRefused as exc:
+            raise Denied(f"registry {request.image.registry} redirected blob {digest} to a URL that {exc}",
+                         detail={"digest": digest}) from None
+        return RedirectBlob(location)
 
 
 def _injected_layer(request: ContainerRequest, digest: str) -> Layer | None:

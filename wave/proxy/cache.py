@@ -1,7 +1,18 @@
-"""Objects wave serves, by digest: the shared store, fronted by a small in-process LRU.
+"""Objects wave serves, by scope and digest: the shared store, fronted by a small in-process LRU.
 
 Objects are content-addressed and so immutable: a copy in process memory can never be stale, which makes
 the warm path of a manifest request a dictionary look-up.
+
+A digest alone does not say who may read an object: a manifest wave fetched from repository B must not be
+served through a token for repository A (upstream answers 404 there), nor an object fetched with one user's
+credentials to another user. So every object lives in a *scope*:
+
+- :func:`upstream_scope` — objects wave fetched from upstream, per registry, repository and credentials
+  (``RegistryClient.scope``: wave's configured credentials today; per-user credentials must give each
+  user's credentials their own scope there, and nothing here changes);
+- :data:`MADE` — objects wave made (augmented manifests, indexes, configs). They are shared by digest,
+  because only a token whose own resolution lists a digest is ever served it (``ManifestService.made_object``)
+  and the digest fixes the bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +26,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from wave.store import KeyValueStore
 
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}  # on every /v2/ response
+MADE = "made"  # the scope of what wave made; served only to tokens whose resolution lists the digest
+
+
+def upstream_scope(client_scope: str) -> str:
+    """The scope of objects fetched upstream by ``RegistryClient.scope`` (registry, repository, credentials)."""
+    return f"up/{client_scope}"
 
 
 @dataclass(frozen=True)
@@ -44,27 +61,29 @@ class ObjectCache:
         self._memory_items = memory_items
         self._on_lookup = on_lookup or (lambda hit: None)  # hit/miss accounting (Prometheus)
 
-    async def get(self, digest: str) -> CachedObject | None:
-        hit = self._memory.get(digest)
+    async def get(self, scope: str, digest: str) -> CachedObject | None:
+        key = f"object/{scope}/{digest}"
+        hit = self._memory.get(key)
         if hit is not None:
-            self._memory.move_to_end(digest)
+            self._memory.move_to_end(key)
             self._on_lookup(True)
             return hit
-        data = await self._store.get(f"object/{digest}")
+        data = await self._store.get(key)
         self._on_lookup(data is not None)
         if data is None:
             return None
         media_type, _, body = data.partition(b"\n")
         obj = CachedObject(media_type.decode(), body, digest)
-        self._remember(obj)
+        self._remember(key, obj)
         return obj
 
-    async def put(self, obj: CachedObject, ttl: float) -> None:
-        await self._store.put(f"object/{obj.digest}", obj.media_type.encode() + b"\n" + obj.data, ttl=ttl)
-        self._remember(obj)
+    async def put(self, scope: str, obj: CachedObject, ttl: float) -> None:
+        key = f"object/{scope}/{obj.digest}"
+        await self._store.put(key, obj.media_type.encode() + b"\n" + obj.data, ttl=ttl)
+        self._remember(key, obj)
 
-    def _remember(self, obj: CachedObject) -> None:
-        self._memory[obj.digest] = obj
-        self._memory.move_to_end(obj.digest)
+    def _remember(self, key: str, obj: CachedObject) -> None:
+        self._memory[key] = obj
+        self._memory.move_to_end(key)
         while len(self._memory) > self._memory_items:
             self._memory.popitem(last=False)

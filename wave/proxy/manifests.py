@@ -1,8 +1,10 @@
 """Manifests through a token: resolve a tag upstream once, augment it, and serve the same bytes after.
 
 A token's tag resolves to a :class:`Resolution` (the digests of what wave serves for it), stored as long as
-the token lives; the objects themselves are stored by digest. Both can be re-derived from the token's
-request at any time, because augmentation is deterministic. Concurrent cold requests share one resolution.
+the token lives; the objects themselves are stored by digest in a scope (``wave.proxy.cache``): upstream's
+per registry, repository and credentials, wave's own served only to the token whose resolution made them.
+Both can be re-derived from the token's request at any time, because augmentation is deterministic.
+Concurrent cold requests share one resolution.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from wave.config import Settings
 from wave.errors import ManifestInvalid, ManifestUnknown, RegistryError
 from wave.oci import augment
 from wave.oci.mediatypes import INDEX_TYPES, is_index
-from wave.proxy.cache import CachedObject, ObjectCache
+from wave.proxy.cache import MADE, CachedObject, ObjectCache, upstream_scope
 from wave.registry.auth import UpstreamAuth
 from wave.registry.client import Manifest, RegistryClient
 from wave.store import KeyValueStore
@@ -31,6 +33,7 @@ log = logging.getLogger("wave.proxy")
 MAX_CONFIG_SIZE = 8 << 20
 STALE_RETRY = 30.0  # seconds a resolution made from stale upstream answers is served before upstream is asked again
 STALE_WARNING = '110 - "Response is Stale: registry {registry} is failing; this is the last manifest it served"'
+MAX_RESOLUTIONS = 4096  # in process memory; the store keeps them all
 
 # Waits for the build behind a token (if any) to finish; raises when it failed.
 BuildGate = Callable[[ContainerRequest], Awaitable[None]]
@@ -81,13 +84,16 @@ class ManifestService:
         self._inflight: dict[tuple[str, str], asyncio.Future[Resolution]] = {}
         self._stale_until: dict[tuple[str, str], float] = {}  # stale resolutions: when to ask upstream again
         self._listed: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
+        # (token, digest) -> tag, for each object wave made for a resolution in memory: which objects a
+        # token may be served, without a store look-up for every upstream blob
+        self._made: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.upstream_resolutions = 0  # how many resolutions reached upstream (benchmarks read it)
 
     # --- serving ------------------------------------------------------------------------------------
 
     async def by_tag(self, request: ContainerRequest, tag: str, accept: Sequence[str]) -> CachedObject:
         resolution = await self.resolve(request, tag)
-        top = await self._object(request, tag, resolution.digest)
+        top = await self._object(request, tag, resolution)
         if (accept and resolution.media_type not in accept and resolution.image_digest
                 and not INDEX_TYPES.intersection(accept)):
             # The client cannot read an index: serve the image manifest for the token's platform.
@@ -97,35 +103,50 @@ class ManifestService:
         return top
 
     async def by_digest(self, request: ContainerRequest, digest: str) -> CachedObject:
-        obj = await self._cache.get(digest) or await self.made_object(request, digest)
+        """A manifest wave made for this token, else upstream's in the token's repository (cached in the
+        scope of that repository and credentials: never another repository's object of the same digest)."""
+        obj = await self.made_object(request, digest)
+        if obj is not None:
+            return obj
+        scope = await self.upstream_scope(request)
+        obj = await self._cache.get(scope, digest)
         if obj is not None:
             return obj
         manifest = await self._client.get_manifest(request.image.with_reference(digest),
                                                    auth=await self.auth_of(request))
         obj = CachedObject(manifest.media_type, manifest.data, manifest.digest)
-        await self._cache.put(obj, self._settings.token_ttl)
+        await self._cache.put(scope, obj, self._settings.token_ttl)
         return obj
+
+    async def upstream_scope(self, request: ContainerRequest) -> str:
+        """Where upstream's objects for this token are cached: its registry, repository and credentials (the
+        token's user's, or wave's)."""
+        return upstream_scope(self._client.scope(request.image, await self.auth_of(request)))
 
     async def made_object(self, request: ContainerRequest, digest: str) -> CachedObject | None:
-        """An object wave made for this token's image (index, manifest or config), derived again when the
-        cache lost it; None for anything else (upstream's own objects)."""
-        tag = request.image.tag
-        if not request.augments or not tag:
+        """An object wave made for this token's request (index, manifest or config), derived again when the
+        cache lost it; None for anything else (upstream's own objects, what wave made for other tokens)."""
+        if not request.augments:
             return None
-        resolution = await self.resolve(request, tag)
-        if digest not in resolution.created:
-            return None
-        obj = await self._cache.get(digest)
+        tag = self._made.get((request.token, digest))
+        if tag is None:  # not in memory: the token's own tag, resolved (from memory, the store or upstream)
+            tag = request.image.tag
+            if not tag or digest not in (await self.resolve(request, tag)).created:
+                return None
+        obj = await self._cache.get(MADE, digest)
         if obj is None:
             await self._rederive(request, tag)
-            obj = await self._cache.get(digest)
+            obj = await self._cache.get(MADE, digest)
         return obj
 
-    async def _object(self, request: ContainerRequest, tag: str, digest: str) -> CachedObject:
-        obj = await self._cache.get(digest)
+    async def _object(self, request: ContainerRequest, tag: str, resolution: Resolution) -> CachedObject:
+        digest = resolution.digest
+        scope = MADE if digest in resolution.created else await self.upstream_scope(request)
+        obj = await self._cache.get(scope, digest)
         if obj is None:  # the store lost the object but kept the resolution: derive both again
             resolution = await self._rederive(request, tag)
-            obj = await self._cache.get(resolution.digest)
+            scope = MADE if resolution.digest in resolution.created else await self.upstream_scope(request)
+            obj = await self._cache.get(scope, resolution.digest)
             if obj is None:
                 raise ManifestUnknown(f"manifest {digest} is no longer available")
         return obj
@@ -154,7 +175,8 @@ class ManifestService:
             if digest in seen:
                 continue
             seen.add(digest)
-            obj = await self._cache.get(digest)
+            scope = MADE if digest in resolution.created else await self.upstream_scope(request)
+            obj = await self._cache.get(scope, digest)
             if obj is not None:
                 children, layers = _references(obj.data)
                 manifests += children
@@ -211,8 +233,12 @@ class ManifestService:
         self._resolutions[(request.token, tag)] = resolution  # before the waiters wake: later requests hit memory
         if resolution.stale:
             self._stale_until[(request.token, tag)] = time.monotonic() + STALE_RETRY
-        while len(self._resolutions) > 4096:
+        while len(self._resolutions) > MAX_RESOLUTIONS:
             self._resolutions.popitem(last=False)
+        for digest in resolution.created:
+            self._made[(request.token, digest)] = tag
+        while len(self._made) > 4 * MAX_RESOLUTIONS:
+            self._made.popitem(last=False)
         return resolution
 
     async def _resolve_upstream(self, request: ContainerRequest, tag: str) -> Resolution:
@@ -243,12 +269,15 @@ class ManifestService:
             resolution = Resolution(served.digest, served.media_type,
                                     augmented.manifest.digest if entry_digest else None,
                                     tuple(blob.digest for blob in objects[1:]), top.digest, stale)
-        # Objects are shared by every token that asks for the same thing: they live as long as any token
-        # can (never shortened by a token with less time left); the resolution lives as long as its token.
-        for blob in objects:
-            await self._cache.put(CachedObject(blob.media_type, blob.data, blob.digest), self._settings.token_ttl)
-        ttl = STALE_RETRY if stale else max(request.expires - time.time(), 1)
-        await self._store.put(self._key(request, tag), resolution.to_json(), ttl=ttl)
+        # Objects live as long as any token can (never shortened by a token with less time left); the
+        # resolution lives as long as its token. Upstream's top object goes in its repository's scope.
+        ttl = self._settings.token_ttl
+        upstream_object = CachedObject(top.media_type, top.data, top.digest)
+        await self._cache.put(await self.upstream_scope(request), upstream_object, ttl)
+        for blob in objects[1:]:
+            await self._cache.put(MADE, CachedObject(blob.media_type, blob.data, blob.digest), ttl)
+        await self._store.put(self._key(request, tag), resolution.to_json(),
+                              ttl=STALE_RETRY if stale else max(request.expires - time.time(), 1))
         log.info("resolved %s for token %s… -> %s", ref, request.token[:8], resolution.digest)
         return resolution
 

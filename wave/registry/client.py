@@ -2,12 +2,13 @@
 
 Every request is authorised for one repository, so Bearer tokens carry the right scope. Redirects are never
 followed with credentials: manifests follow them without ``Authorization``, blobs hand them to the client.
+The session's connector (``wave.http``) refuses internal addresses at connect time; this client only turns a
+refusal into an error that says which host was refused and why (the registry itself, a redirect, a realm).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 import orjson
 
-from wave.addresses import InternalAddress, check_public
+from wave.addresses import is_loopback_host
 from wave.config import Settings
 from wave.errors import (
     BlobUnknown,
@@ -30,6 +31,7 @@ from wave.errors import (
     TooManyRequests,
     UpstreamUnavailable,
 )
+from wave.http import refusal_text, refused_address
 from wave.oci.digest import sha256_digest
 from wave.oci.mediatypes import ALL_MANIFEST_ACCEPT, manifest_type_of
 from wave.oci.reference import ImageRef
@@ -66,17 +68,6 @@ class ManifestHead:
     size: int
 
 
-def is_loopback_host(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 class RegistryClient:
     """One per process; shares the HTTP session, the challenge memory and the Bearer token cache."""
 
@@ -87,9 +78,6 @@ class RegistryClient:
         self._challenges: dict[str, Challenge] = {}
         self._tokens = TokenCache()
         self._insecure = set(settings.insecure_registries)
-        # hosts an upstream may send wave to although they are internal: what the operator configured
-        configured = (*settings.insecure_registries, *settings.registry_credentials)
-        self._trusted = (*settings.layer_allowed_hosts, *(host.rsplit(":", 1)[0] for host in configured))
 
     # --- public API ---------------------------------------------------------------------------------
 
@@ -277,38 +265,41 @@ class RegistryClient:
             location = urljoin(url, response.headers.get("Location", ""))
             response.release()
             same_host = urlsplit(location).netloc == urlsplit(url).netloc
-            await self._check_target(location, url, ref, "redirected")
+            self._check_target(location, ref, "redirected wave to")
             redirected = {k: v for k, v in sent.items() if same_host or k != "Authorization"}
-            response = await self._send(method, location, redirected, ref, read_bufsize)
+            response = await self._send(method, location, redirected, ref, read_bufsize,
+                                        how="redirected wave to")
             url, hops = location, hops + 1
         return response
 
-    async def _check_target(self, target: str, origin: str, ref: ImageRef, how: str) -> None:
-        """A URL an upstream sent wave to (a redirect, a token realm) may not lead to an internal address,
-        unless it stays on the registry's own host or the operator trusts it."""
+    def _check_target(self, target: str, ref: ImageRef, how: str) -> None:
+        """A URL an upstream sent wave to (a redirect, a token realm) must be http(s); where it leads is
+        checked by the connector, like every address wave connects to."""
         target_parts = urlsplit(target)
-        host = target_parts.hostname
-        if target_parts.scheme not in ("http", "https") or not host:
-            raise UpstreamUnavailable(f"registry {ref.registry} {how} wave to an invalid URL")
-        if host == urlsplit(origin).hostname:
-            return
-        try:
-            await check_public(host, target_parts.port or 443, self._trusted)
-        except InternalAddress:
-            log.warning("registry %s %s wave to internal host %s: refused", ref.registry, how, host)
-            raise Denied(f"registry {ref.registry} {how} wave to an internal address, which is not allowed") from None
-        except OSError:
-            raise UpstreamUnavailable(f"registry {ref.registry} {how} wave to {host}, which does not resolve") from None
+        if target_parts.scheme not in ("http", "https") or not target_parts.hostname:
+            raise UpstreamUnavailable(f"registry {ref.registry} {how} an invalid URL")
 
     async def _send(self, method: str, url: str, headers: dict[str, str], ref: ImageRef,
-                    read_bufsize: int | None = None) -> aiohttp.ClientResponse:
-        """One request with retries on connection errors, 429 and 5xx (all wave's requests are idempotent)."""
+                    read_bufsize: int | None = None, how: str = "") -> aiohttp.ClientResponse:
+        """One request with retries on connection errors, 429 and 5xx (all wave's requests are idempotent).
+        ``how`` says why wave is sending it elsewhere than the registry ("redirected wave to", for a realm
+        "sent wave for a token to"), for the error when the address is refused."""
         attempts = max(1, self._settings.upstream_retries)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
                 response = await self._session.request(method, url, headers=headers, allow_redirects=False,
                                                        read_bufsize=read_bufsize)
+            except aiohttp.ClientConnectorError as exc:
+                refused = refused_address(exc)
+                if refused is not None:  # the policy, not the network: retrying cannot help
+                    if how:
+                        raise Denied(f"registry {ref.registry} {how} {refused.where}, an internal address; "
+                                     "trust it with WAVE_TRUSTED_HOSTS") from None
+                    raise Denied(f"registry {refusal_text(refused.where)}") from None
+                if last:
+                    log.warning("upstream %s unreachable: %s", ref.registry, type(exc).__name__)
+                    raise UpstreamUnavailable(f"registry {ref.registry} is unreachable") from None
             except TimeoutError:
                 if last:
                     log.warning("upstream %s timed out: %s %s", ref.registry, method, _path_of(url))
@@ -339,7 +330,13 @@ class RegistryClient:
         key = auth.id
         token = None if fresh else self._tokens.get(ref.endpoint, ref.repository, key)
         if token is None:
-            token, expires_in = await self._fetch_token(challenge, ref, auth)
+            try:
+                token, expires_in = await self._fetch_token(challenge, ref, auth)
+            except RegistryError:
+                # A realm that failed (refused, down, denied) fails this request only: the next one asks the
+                # registry again and learns its challenge anew, instead of trusting a bad one until restart.
+                self._challenges.pop(ref.endpoint, None)
+                raise
             self._tokens.put(ref.endpoint, ref.repository, key, token, expires_in)
         return f"Bearer {token}"
 
@@ -350,9 +347,9 @@ class RegistryClient:
             query["service"] = challenge.params["service"]
         realm = challenge.realm or ""
         url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
-        await self._check_target(url, self._base_url(ref), ref, "sent")
+        self._check_target(url, ref, "sent wave for a token to")
         headers = {"Authorization": basic_header(*creds)} if creds else {}
-        response = await self._send("GET", url, headers, ref)
+        response = await self._send("GET", url, headers, ref, how="sent wave for a token to")
         async with response:
             if response.status in (401, 403):
                 raise Denied(f"the token service of {auth.refused(ref.registry, ref.repository, response.status)}")
