@@ -1,7 +1,8 @@
 """Where an injected http(s) layer may come from (wave.locations).
 
 No external DNS: IP literals need no resolution, ``localhost`` resolves from /etc/hosts, and other names go
-through a stand-in resolver installed on the running loop.
+through a stand-in resolver installed on the running loop. The policy is a server's that does not listen on
+loopback (nothing internal trusted unless the test says so).
 """
 
 from __future__ import annotations
@@ -12,22 +13,28 @@ from collections.abc import Callable
 
 import pytest
 
+from wave.addresses import address_policy
 from wave.errors import BadRequest
+from wave.http import AddressGuard
 from wave.locations import check_layer_location
 
 FIELD = "containerConfig.layers[0].location"
 
 
+def guard(trusted: tuple[str, ...]) -> AddressGuard:
+    return AddressGuard(address_policy(trusted or ("none",), listen_host="0.0.0.0"))
+
+
 async def refused(url: str, allowed: tuple[str, ...] = ()) -> str:
     with pytest.raises(BadRequest) as caught:
-        await check_layer_location(url, allowed, FIELD)
+        await check_layer_location(url, guard(allowed), FIELD)
     assert caught.value.status == 400
     assert caught.value.message.startswith(FIELD)
     return caught.value.message
 
 
 async def allowed(url: str, allow: tuple[str, ...] = ()) -> None:
-    assert await check_layer_location(url, allow, FIELD) is None
+    assert await check_layer_location(url, guard(allow), FIELD) is None
 
 
 @pytest.fixture
@@ -71,7 +78,7 @@ def dns(monkeypatch) -> Callable[[dict[str, list[str]]], None]:
 async def test_internal_ip_literals_are_refused(url):
     message = await refused(url)
     assert "internal address" in message
-    assert "WAVE_LAYER_ALLOWED_HOSTS" in message
+    assert "WAVE_TRUSTED_HOSTS" in message
 
 
 @pytest.mark.parametrize("url", ["http://localhost/l.tgz", "http://localhost:5000/v2/x/blobs/sha256:abc",
@@ -93,7 +100,7 @@ async def test_metadata_host_names_are_refused_even_if_they_resolve_publicly(dns
 
 async def test_name_resolving_to_a_private_address_is_refused(dns):
     dns({"files.internal.example": ["10.1.2.3"]})
-    assert "host files.internal.example resolves to an internal address" in await refused(
+    assert "host files.internal.example:443, an internal address" in await refused(
         "https://files.internal.example/l.tgz")
 
 
@@ -109,7 +116,8 @@ async def test_name_resolving_to_ipv6_loopback_is_refused(dns):
 
 async def test_unresolvable_host_is_refused_naming_it(dns):
     dns({})
-    assert await refused("https://nowhere.invalid/l.tgz") == f"{FIELD}: cannot resolve host nowhere.invalid"
+    message = await refused("https://nowhere.invalid/l.tgz")
+    assert message == f"{FIELD} names host nowhere.invalid, which does not resolve"
 
 
 # --- public addresses are allowed --------------------------------------------------------------------

@@ -134,7 +134,9 @@ def parse_trust_entry(text: str, why: str = "") -> TrustEntry:
             raise ValueError(f"{item!r} is not a CIDR network") from None
     host, port_text = item, ""
     if item.startswith("["):
-        host, _, rest = item[1:].partition("]")
+        host, bracket, rest = item[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"{item!r} has no closing bracket")
         if rest and not rest.startswith(":"):
             raise ValueError(f"{item!r} is not [address]:port")
         port_text = rest[1:]

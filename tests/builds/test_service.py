@@ -331,7 +331,7 @@ async def test_a_freeze_layer_redirected_to_an_internal_host_fails_the_build(
                                               container_config=ContainerConfig(layers=(layer,))))
     assert ticket.build_id is not None
     status = await builds.wait(ticket.build_id, timeout=10)
-    assert status.succeeded is False and "host 127.0.0.1 resolves to an internal address" in (status.reason or "")
+    assert status.succeeded is False and "host 127.0.0.1:9 is an internal address" in (status.reason or "")
     assert launcher.jobs == []
 
 

@@ -112,7 +112,8 @@ def test_http_layer_is_a_redirect_clients_follow(wave_factory, registry: Registr
 
 @pytest.mark.parametrize("location", ["http://127.0.0.1:9/x.tar.gz", "http://169.254.169.254/latest/x",
                                       "http://[::1]/x", "http://10.1.2.3/x", "http://localhost/x"])
-def test_layer_from_an_internal_address_is_refused(wave: WaveServer, registry: Registry, location: str) -> None:
+def test_layer_from_an_internal_address_is_refused(wave_factory: Any, registry: Registry, location: str) -> None:
+    wave = wave_factory(trusted_hosts=(registry.host,))  # as deployed: only the registry is trusted
     got = wave.request("POST", "/v1alpha2/container",
                        augmented(registry, "library/busybox:latest", layers=[HELLO.request(location)]))
     assert got.status == 400
