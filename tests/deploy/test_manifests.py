@@ -8,6 +8,7 @@ dropped and the round trip would differ), and check the wiring between objects.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
@@ -22,7 +23,9 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
+from wave.addresses import InternalAddress
 from wave.config import load_settings
+from wave.http import policy_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 WAVE_NS = "wave"
@@ -199,6 +202,20 @@ def test_configmap_and_secret_are_settings_wave_accepts() -> None:
     assert settings.redis_url == config()["WAVE_REDIS_URL"]
     assert str(settings.build_dir) == config()["WAVE_BUILD_WORKSPACE"]
     assert urlsplit(settings.public_url).scheme == "https"
+
+
+def test_wave_runs_the_strict_address_policy() -> None:
+    """Pods listen on 0.0.0.0 and the config trusts nothing internal: no loopback, no cluster network."""
+    secret = find("Secret", "wave-secrets")
+    env = {**config(), **{k: v for k, v in secret["stringData"].items() if k.startswith("WAVE_")}}
+    container = find("Deployment", "wave")["spec"]["template"]["spec"]["containers"][0]
+    host = container["command"][container["command"].index("--host") + 1]
+    settings = load_settings(environ=env, host=host)
+    policy = policy_for(settings)
+    assert config()["WAVE_TRUSTED_HOSTS"] == "none" and policy.mode == "strict"
+    for address in ("127.0.0.1", "10.0.0.7", "169.254.169.254", "::1"):
+        with pytest.raises(InternalAddress):
+            policy.check(address, 5000, [ipaddress.ip_address(address)])
 
 
 def test_secrets_and_configmaps_the_pods_reference_are_shipped() -> None:

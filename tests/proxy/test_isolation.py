@@ -97,3 +97,23 @@ def test_what_wave_made_for_one_token_is_not_served_through_another(wave: WaveSe
         config = wave.request("GET", path_of(answer) + f"/blobs/{made_config}")
         assert config.status == 200 and secret["env"][0] in json.loads(config.body)["config"]["Env"]
     assert secret["env"][0] in skopeo_inspect(by_digest(owner, made_manifest), config=True)["config"]["Env"]
+
+
+def object_lookups(wave: WaveServer) -> float:
+    text = wave.request("GET", "/metrics").body.decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('wave_cache_lookups_total{cache="objects"'))
+
+
+def test_an_upstream_blob_costs_no_object_store_lookup(wave: WaveServer, registry: Registry) -> None:
+    layer = json.loads(raw_manifest(registry, "library/busybox:latest"))["layers"][0]["digest"]
+    plain = wave.submit({"containerImage": registry.ref("library/busybox:latest")})
+    augmented = wave.submit({"containerImage": registry.ref("library/busybox:latest"),
+                             "containerConfig": {"env": ["A=1"]}})
+    for answer in (plain, augmented):
+        assert wave.request("GET", path_of(answer) + "/manifests/latest").status == 200
+        before = object_lookups(wave)
+        for _ in range(3):
+            blob = wave.request("GET", path_of(answer) + f"/blobs/{layer}")
+            assert blob.status == 200 and "sha256:" + hashlib.sha256(blob.body).hexdigest() == layer
+        assert object_lookups(wave) == before

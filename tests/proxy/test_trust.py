@@ -10,6 +10,7 @@ canary — a loopback listener counting connections — which must see none.
 from __future__ import annotations
 
 import base64
+import logging
 import hashlib
 import inspect
 from collections.abc import Callable, Iterator
@@ -213,3 +214,16 @@ def test_upstream_blob_redirect_to_a_public_or_trusted_host_is_passed_on(wave_fa
                                                       if "/blobs/" in r.path else None)
         got = wave.request("GET", f"/v2/wt/{answer['containerToken']}/library/busybox/blobs/{BLOB}")
         assert got.status == 307 and got.headers["location"] == location
+
+
+def test_start_up_logs_the_policy_in_one_line(wave_factory: Any, registry: Registry,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="wave")
+    wave_factory(trusted_hosts=(registry.host,), registry_credentials={"127.0.0.1:5501": ("u", "p")})
+    wave_factory()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("address policy:")]
+    assert lines == [
+        f"address policy: internal addresses refused; trusted: {registry.host}, 127.0.0.1:5501 (registry credentials)",
+        "address policy: loopback trusted because wave listens on a loopback address (WAVE_TRUSTED_HOSTS unset); "
+        "other internal addresses refused",
+    ]
