@@ -10,9 +10,9 @@ canary — a loopback listener counting connections — which must see none.
 from __future__ import annotations
 
 import base64
-import logging
 import hashlib
 import inspect
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
