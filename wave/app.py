@@ -75,6 +75,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         tokens = TokenStore(store)
         cache = ObjectCache(store, on_lookup=lambda hit: ops_metrics.cache_lookup("objects", hit))
         usage = UsageMetrics(store, settings, ops=ops_metrics)
+        opened.push_async_callback(usage.close)  # pull counts held in memory are written before the store closes
         builds = BuildService(settings, store, app[keys.STORAGE], create_launcher(settings),
                               lambda ref: client.exists(parse_reference(ref)), events=usage,
                               http=app[keys.HTTP], guard=guard)

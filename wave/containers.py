@@ -115,10 +115,10 @@ class ContainerService:
             identity=identity,
         )
         if not request.dry_run:
-            for layer, data in inline_layers:  # kept apart from the token record, which every pull reads
-                await self._tokens.save_layer(layer.gzip_digest, data, self._settings.token_ttl)
-            await self._tokens.save(container)
-            await self._record(request, container, build_id)
+            # One store call: the token, its inline layers (kept apart from the record every pull reads) and
+            # the usage record of the request.
+            usage = self._events.container_request_writes(request, container) if self._events is not None else []
+            await self._tokens.save(container, [(layer.gzip_digest, data) for layer, data in inline_layers], usage)
         return SubmitResult(container.target_image(self._settings.public_authority), build_id=build_id,
                             cached=cached, token=container.token, expires=container.expires,
                             container_image=str(image))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 from wave.errors import BadRequest
 from wave.oci.models import uses_fusion
+from wave.store import HIncr, Incr, Write
 
 if TYPE_CHECKING:
     from wave.config import Settings
@@ -99,33 +100,58 @@ def _days(first: date, last: date) -> Iterable[date]:
         yield first + timedelta(days=n)
 
 
-async def _all(writes: list[Awaitable[object]]) -> None:
-    """Run the writes together; every one runs to its end even when another fails (no orphaned task), then
-    the first failure is raised."""
-    for result in await asyncio.gather(*writes, return_exceptions=True):
-        if isinstance(result, BaseException):
-            raise result
+FLUSH_EVERY = 1.0  # seconds pull counts are summed in memory before one store call writes them
 
 
-class CoalescedCounters:
-    """Counter increments made while a write is in flight are summed into the next write: a burst of pulls costs
-    one store call per key, not one per pull. Each caller waits for the write that holds its increment."""
+class BufferedCounters:
+    """Counter increments summed in memory and written every ``FLUSH_EVERY`` seconds in one store call (one
+    transaction or pipeline for every key): a pull costs a dictionary update, not a task or a store write.
+    Increments of a write that failed are kept for the next one; :meth:`flush` writes at once (before a query
+    of this replica, and at shutdown)."""
 
-    def __init__(self, store: KeyValueStore) -> None:
+    def __init__(self, store: KeyValueStore, interval: float = FLUSH_EVERY) -> None:
         self._store = store
+        self._interval = interval
         self._pending: Counter[str] = Counter()
-        self._round: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Future[None] | None = None
 
-    async def add(self, keys: Iterable[str]) -> None:
+    def add(self, keys: Iterable[str]) -> None:
         self._pending.update(keys)
-        if self._round is None:
-            self._round = asyncio.ensure_future(self._write())
-        await asyncio.shield(self._round)
+        if self._timer is None and self._flushing is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self._flushing = asyncio.ensure_future(self._write())  # one task per interval, however many pulls
+
+    async def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        if self._pending:
+            self._flushing = asyncio.ensure_future(self._write())
+            await asyncio.shield(self._flushing)
 
     async def _write(self) -> None:
-        await asyncio.sleep(0)  # let the requests of this turn of the loop join
-        batch, self._pending, self._round = self._pending, Counter(), None
-        await _all([self._store.incr(key, amount) for key, amount in batch.items()])
+        batch, self._pending = self._pending, Counter()
+        try:
+            await self._store.write_all([Incr(key, amount) for key, amount in batch.items()])
+        except Exception as exc:  # the store is down: keep the counts for the next write
+            log.warning("could not write %d usage counters: %s", len(batch), exc)
+            self._pending.update(batch)
+            raise
+        finally:
+            self._flushing = None
+            if self._pending and self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self._interval, self._due)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def _flag(value: bool) -> str:
@@ -142,8 +168,7 @@ class UsageMetrics:
     def __init__(self, store: KeyValueStore, settings: Settings, ops: OpsMetrics | None = None,
                  clock: Callable[[], date] = utc_today) -> None:
         self._store = store
-        self._counters = CoalescedCounters(store)
-        self._background: set[asyncio.Future[None]] = set()
+        self._counters = BufferedCounters(store)
         self._fusion_hosts = frozenset(settings.fusion_hosts)
         self._ops = ops
         self._today = clock
@@ -159,15 +184,23 @@ class UsageMetrics:
                                                                request.user_email))
 
     def count_pull(self, container: ContainerRequest, client_ip: str | None) -> None:
-        """Count an image pull in the background: usage metrics never slow a pull down or fail it."""
-        task = asyncio.ensure_future(self.image_pulled(container, client_ip))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """Count an image pull: summed in memory and written within a second, so a pull never waits for (or
+        fails with) a counter."""
+        kinds: list[CounterKind] = ["pulls", "fusion"] if container.fusion else ["pulls"]
+        self._counters.add(self._counter_keys(kinds, container.user_email))
 
     async def image_pulled(self, container: ContainerRequest, client_ip: str | None) -> None:
-        """An image manifest served through a token: v1alpha2 ``pulls`` (and ``fusion``) counters."""
-        kinds: list[CounterKind] = ["pulls", "fusion"] if container.fusion else ["pulls"]
-        await self._safely("pull", self._count(kinds, container.user_email))
+        """An image manifest served through a token: v1alpha2 ``pulls`` (and ``fusion``) counters, written now."""
+        self.count_pull(container, client_ip)
+        await self._safely("pull", self._counters.flush())
+
+    async def flush(self) -> None:
+        """Write the counts this replica holds in memory (queries call it, so they see this replica's pulls)."""
+        await self._safely("pull", self._counters.flush())
+
+    async def close(self) -> None:
+        await self.flush()
+        self._counters.close()
 
     async def build_launched(self, build_id: str, user_email: str | None, client_ip: str | None) -> None:
         """A build started (not one served from cache): v1alpha2 ``builds`` counters."""
@@ -189,26 +222,38 @@ class UsageMetrics:
         except Exception as exc:  # the store is down or failing: lose one count, not the request
             log.warning("could not record a %s in usage metrics: %s", what, exc)
 
-    async def _count(self, kinds: Iterable[CounterKind], email: str | None) -> None:
+    def _counter_keys(self, kinds: Iterable[CounterKind], email: str | None) -> list[str]:
         day, org = self._today().isoformat(), org_of(email)
         keys = []
         for kind in kinds:
             keys.append(f"metrics/{kind}/d/{day}")
             if org:
                 keys += [f"metrics/{kind}/o/{org}", f"metrics/{kind}/o/{org}/d/{day}"]
-        await self._counters.add(keys)
+        return keys
 
-    async def _record(self, kind: RecordKind, flag: bool, ip: str | None, email: str | None) -> None:
+    async def _count(self, kinds: Iterable[CounterKind], email: str | None) -> None:
+        await self._store.write_all([Incr(key) for key in self._counter_keys(kinds, email)])
+
+    def container_request_writes(self, request: SubmitRequest, container: ContainerRequest | None) -> list[Write]:
+        """The writes of :meth:`container_requested`, for the caller to send with its own (one store call)."""
+        fusion = container.fusion if container is not None else uses_fusion(request.container_config,
+                                                                                self._fusion_hosts)
+        return self._record_writes("pulls", fusion, request.client_ip, request.user_email)
+
+    def _record_writes(self, kind: RecordKind, flag: bool, ip: str | None, email: str | None) -> list[Write]:
         f = _flag(flag)
-        writes: list[Awaitable[object]] = []
+        writes: list[Write] = []
         for day in (self._today().isoformat(), _ALL):
             base = f"metrics/records/{kind}/{day}"
-            writes.append(self._store.hincr(f"{base}/count", f))
+            writes.append(HIncr(f"{base}/count", f))
             if ip:
-                writes.append(self._store.hincr(f"{base}/ip", f"{f}:{ip}"))
+                writes.append(HIncr(f"{base}/ip", f"{f}:{ip}"))
             if email:
-                writes.append(self._store.hincr(f"{base}/user", f"{f}:{email}"))
-        await _all(writes)
+                writes.append(HIncr(f"{base}/user", f"{f}:{email}"))
+        return writes
+
+    async def _record(self, kind: RecordKind, flag: bool, ip: str | None, email: str | None) -> None:
+        await self._store.write_all(self._record_writes(kind, flag, ip, email))
 
     # --- queries ------------------------------------------------------------------------------------
 
@@ -221,6 +266,7 @@ class UsageMetrics:
             parts.append(f"o/{org.lower()}")
         if day is not None:
             parts.append(f"d/{day.isoformat()}")
+        await self.flush()
         value = await self._store.get("/".join(parts))
         return int(value) if value else 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ from wave.oci.models import ContainerConfig, Layer
 from wave.oci.platform import Platform, parse_platform
 from wave.oci.reference import ImageRef, parse_reference
 from wave.platform.models import PlatformIdentity
-from wave.store import KeyValueStore
+from wave.store import KeyValueStore, Put, Write
 
 TOKEN_BYTES = 16
 
@@ -104,9 +104,14 @@ class TokenStore:
     def _key(token: str) -> str:
         return f"token/{token}"
 
-    async def save(self, request: ContainerRequest) -> None:
+    async def save(self, request: ContainerRequest, layers: Sequence[tuple[str, bytes]] = (),
+                   also: Sequence[Write] = ()) -> None:
+        """The token's record, its inline layers' bytes (digest, bytes; kept as long as the token) and the
+        caller's other writes (usage records), all in one store call."""
         ttl = request.expires - time.time()
-        await self._store.put(self._key(request.token), request.to_json(), ttl=ttl)
+        writes: list[Write] = [Put(f"layer/{digest}", data, ttl=ttl) for digest, data in layers]
+        writes.append(Put(self._key(request.token), request.to_json(), ttl=ttl))
+        await self._store.write_all([*writes, *also])
 
     async def get(self, token: str) -> ContainerRequest | None:
         """The live request of a token; concurrent look-ups of one token share a store read."""

@@ -120,3 +120,35 @@ def test_credentials_never_appear_in_answers_or_logs(wave_factory: Any, basic_re
         assert secret not in denied.body.decode()
     stored = right.call(right.app[keys.TOKENS].get(answer["containerToken"]))
     assert stored is not None and REG_PASSWORD not in stored.to_json().decode()  # Platform tokens: tests/platform
+
+
+@pytest.mark.parametrize("store_kind", ["embedded", "redis"])
+def test_a_container_request_is_one_store_write(wave_factory: Any, registry: Registry, store_kind: str) -> None:
+    """Token, inline layer and usage records go in one transaction (embedded) or one pipeline (Redis)."""
+    from tests.support.layers import make_layer
+    from tests.support.redis_url import database
+
+    if store_kind == "redis":
+        import redis
+
+        try:
+            redis.Redis.from_url(database(13)).flushdb()
+        except redis.ConnectionError:
+            pytest.skip("no Redis for the tests (apt-get install redis-server)")
+    wave = wave_factory(**({"redis_url": database(13)} if store_kind == "redis" else {}))
+    layer = make_layer({"hello.txt": "hi\n"})
+    body = {"containerImage": registry.ref("library/busybox:latest"),
+            "containerConfig": {"layers": [layer.request()]}}
+    wave.submit(body)  # the image is now checked upstream
+    store = wave.app[keys.STORE]
+    calls: list[str] = []
+    for name in ("put", "put_if_absent", "incr", "hincr", "delete", "write_all"):
+        original = getattr(store, name)
+
+        def counting(*args: Any, __name: str = name, __original: Any = original, **kwargs: Any) -> Any:
+            calls.append(__name)
+            return __original(*args, **kwargs)
+
+        setattr(store, name, counting)
+    wave.submit(body)
+    assert calls == ["write_all"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
-from wave.store import KeyValueStore
+import pytest
+
+from wave.store import HIncr, Incr, KeyValueStore, Put
 from wave.store.embedded import EmbeddedStore
 
 
@@ -108,3 +111,29 @@ async def test_delete_if_has_exactly_one_winner(store: KeyValueStore) -> None:
     results = await asyncio.gather(*(store.delete_if("claim/race", b"x") for _ in range(20)))
     assert results.count(True) == 1
     assert await store.get("claim/race") is None
+
+
+async def test_write_all_applies_puts_and_counters_together(store: KeyValueStore) -> None:
+    await store.incr("batch/n", 2)
+    await store.write_all([Put("batch/a", b"1"), Put("batch/b", b"2", ttl=60), Put("batch/short", b"x", ttl=0.05),
+                           Incr("batch/n", 3), Incr("batch/new", 1, ttl=60), HIncr("batch/h", "f"),
+                           HIncr("batch/h", "f", 4), HIncr("batch/h", "g")])
+    assert await store.get("batch/a") == b"1" and await store.get("batch/b") == b"2"
+    assert await store.get("batch/n") == b"5" and await store.get("batch/new") == b"1"
+    assert await store.hgetall("batch/h") == {"f": 5, "g": 1}
+    deadline = time.monotonic() + 5
+    while await store.get("batch/short") is not None:  # a ttl in a batch expires like any other
+        assert time.monotonic() < deadline, "value did not expire"
+        await asyncio.sleep(0.02)
+    await store.write_all([])  # nothing to do is no error
+
+
+async def test_write_all_is_all_or_none_on_the_embedded_store(tmp_path: Path) -> None:
+    store = await EmbeddedStore.open(tmp_path / "wave.db")
+    try:
+        await store.put("counter/bad", b"not a number")
+        with pytest.raises(ValueError):
+            await store.write_all([Put("batch/kept?", b"1"), Incr("counter/bad")])
+        assert await store.get("batch/kept?") is None
+    finally:
+        await store.close()

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from wave.config import Settings
+
+
+@dataclass(frozen=True)
+class Put:
+    key: str
+    value: bytes
+    ttl: float | None = None
+
+
+@dataclass(frozen=True)
+class Incr:
+    key: str
+    amount: int = 1
+    ttl: float | None = None  # set when the counter is created
+
+
+@dataclass(frozen=True)
+class HIncr:
+    key: str
+    field: str
+    amount: int = 1
+
+
+Write = Put | Incr | HIncr  # what write_all takes: the writing operations of the protocol, as values
 
 
 class KeyValueStore(Protocol):
@@ -42,6 +67,11 @@ class KeyValueStore(Protocol):
 
     async def hgetall(self, key: str) -> dict[str, int]:
         """Every counter of a group; empty when the group does not exist."""
+        ...
+
+    async def write_all(self, writes: Sequence[Write]) -> None:
+        """Every write at once, all or none: one transaction on the embedded store, one pipeline (MULTI/EXEC,
+        one round trip) on Redis. A request that writes several keys pays for one store call."""
         ...
 
     async def ping(self) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
+
+from wave.store.base import HIncr, Incr, Put, Write
 
 T = TypeVar("T")
 
@@ -101,26 +103,50 @@ class EmbeddedStore:
 
         return await self._run(write)
 
+    def _incr(self, key: str, amount: int, ttl: float | None, now: float) -> int:
+        """Inside a transaction: read-modify-write must not interleave."""
+        row = self._db.execute(
+            "SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)", (key, now)
+        ).fetchone()
+        if row is None:
+            value = amount
+            self._db.execute(
+                "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                (key, str(value).encode(), self._expiry(ttl)),
+            )
+        else:
+            value = int(bytes(row[0])) + amount
+            self._db.execute("UPDATE kv SET value = ? WHERE key = ?", (str(value).encode(), key))
+        return value
+
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         def write() -> int:
-            now = time.time()
-            with self._db:  # one transaction: read-modify-write must not interleave
+            with self._db:  # one transaction
                 self._db.execute("BEGIN IMMEDIATE")
-                row = self._db.execute(
-                    "SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)", (key, now)
-                ).fetchone()
-                if row is None:
-                    value, expires = amount, self._expiry(ttl)
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
-                        (key, str(value).encode(), expires),
-                    )
-                else:
-                    value = int(bytes(row[0])) + amount
-                    self._db.execute("UPDATE kv SET value = ? WHERE key = ?", (str(value).encode(), key))
-            return value
+                return self._incr(key, amount, ttl, time.time())
 
         return await self._run(write)
+
+    async def write_all(self, writes: Sequence[Write]) -> None:
+        def write() -> None:
+            now = time.time()
+            with self._db:  # one transaction: all or none, one commit
+                self._db.execute("BEGIN IMMEDIATE")
+                for op in writes:
+                    if isinstance(op, Put):
+                        self._db.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                                         (op.key, op.value, self._expiry(op.ttl)))
+                    elif isinstance(op, Incr):
+                        self._incr(op.key, op.amount, op.ttl, now)
+                    elif isinstance(op, HIncr):
+                        self._db.execute(
+                            "INSERT INTO counters (key, field, value) VALUES (?, ?, ?) "
+                            "ON CONFLICT (key, field) DO UPDATE SET value = value + excluded.value",
+                            (op.key, op.field, op.amount))
+            self._after_write()
+
+        if writes:
+            await self._run(write)
 
     async def hincr(self, key: str, field: str, amount: int = 1) -> None:
         await self._run(

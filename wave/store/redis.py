@@ -8,7 +8,7 @@ becomes :class:`Unavailable` (503) at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wave.errors import Unavailable
+from wave.store.base import HIncr, Incr, Put, Write
 
 log = logging.getLogger("wave.store")
 T = TypeVar("T")
@@ -95,6 +96,23 @@ class RedisStore:
 
     async def hincr(self, key: str, field: str, amount: int = 1) -> None:
         await self._call(lambda: self._redis.hincrby(PREFIX + key, field, amount))
+
+    async def write_all(self, writes: Sequence[Write]) -> None:
+        async def run() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:  # one round trip, applied as one
+                for op in writes:
+                    if isinstance(op, Put):
+                        pipe.set(PREFIX + op.key, op.value, px=_ms(op.ttl))
+                    elif isinstance(op, Incr):
+                        pipe.incrby(PREFIX + op.key, op.amount)
+                        if op.ttl is not None:
+                            pipe.expire(PREFIX + op.key, max(1, int(op.ttl)), nx=True)
+                    elif isinstance(op, HIncr):
+                        pipe.hincrby(PREFIX + op.key, op.field, op.amount)
+                await pipe.execute()
+
+        if writes:
+            await self._call(run)
 
     async def hgetall(self, key: str) -> dict[str, int]:
         raw = await self._call(lambda: self._redis.hgetall(PREFIX + key))
