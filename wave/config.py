@@ -203,6 +203,7 @@ class Settings:
     # processes
     event_loop: str = setting("asyncio", "WAVE_EVENT_LOOP")  # asyncio | uvloop (the `uvloop` extra)
     workers: int = setting(1, "WAVE_WORKERS", parse_int)  # processes sharing the port (SO_REUSEPORT)
+    worker: str = setting("", "WAVE_WORKER")  # set by `wave serve --workers N` for each of its processes
 
     # builds
     build_launcher: str = setting("local", "WAVE_BUILD_LAUNCHER")

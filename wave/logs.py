@@ -38,6 +38,10 @@ class _Formatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, for log collectors; request lines carry their fields under ``http``."""
 
+    def __init__(self, worker: str = "") -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -45,6 +49,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker:
+            entry["worker"] = self.worker
         http = getattr(record, "http", None)
         if http is not None:
             entry["http"] = http
@@ -53,14 +59,16 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def setup_logging(level: str, fmt: str = "text") -> None:
+def setup_logging(level: str, fmt: str = "text", worker: str = "") -> None:
+    """``worker`` (``wave serve --workers``) goes into every line: which process answered."""
     # Record attributes nothing prints: skip collecting them (the logging HOWTO's "Optimization").
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else _Formatter(FORMAT))
+    text_format = FORMAT.replace("%(levelname)s", f"worker-{worker} %(levelname)s") if worker else FORMAT
+    handler.setFormatter(JsonFormatter(worker) if fmt == "json" else _Formatter(text_format))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     for noisy in ("aiohttp.access", "kubernetes", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.getLogger().level, logging.WARNING))

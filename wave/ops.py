@@ -122,7 +122,8 @@ async def prometheus(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     resolutions = request.app[keys.MANIFESTS].upstream_resolutions
     extra = ["# HELP wave_info The version of this replica", "# TYPE wave_info gauge",
-             sample("wave_info", (("version", __version__), ("commit", settings.commit_id)), 1),
+             sample("wave_info", (("version", __version__), ("commit", settings.commit_id),
+                                  *((("worker", settings.worker),) if settings.worker else ())), 1),
              "# HELP wave_manifest_upstream_resolutions_total Tag resolutions that reached upstream "
              "(the rest were served from wave's cache)",
              "# TYPE wave_manifest_upstream_resolutions_total counter",
