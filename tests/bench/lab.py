@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -220,3 +221,70 @@ class Profiler:
             self._proc.wait()
         self._proc = None
 
+
+
+CEILING_APP = '''
+import sys
+from aiohttp import web
+
+body = open(sys.argv[2], "rb").read()
+headers = {"Docker-Distribution-API-Version": "registry/2.0", "Content-Type": sys.argv[3],
+           "Docker-Content-Digest": sys.argv[4], "ETag": '"' + sys.argv[4] + '"'}
+
+async def manifest(request):
+    return web.Response(body=body, headers=headers)
+
+app = web.Application()
+app.router.add_get("/v2/{name:.+}/manifests/{reference}", manifest)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+'''
+
+
+class CeilingApp:
+    """The smallest aiohttp app serving given manifest bytes with wave's headers (same interpreter, asyncio):
+    what a Python server on this machine can do at best, the ceiling for wave's warm manifest path."""
+
+    def __init__(self, workdir: Path, body: bytes, media_type: str, digest: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        body_file = workdir / "ceiling-manifest.json"
+        body_file.write_bytes(body)
+        argv = [sys.executable, "-c", CEILING_APP, str(self.port), str(body_file), media_type, digest]
+        self.proc = _Child("ceiling", argv, workdir / "ceiling.log", dict(os.environ), REPO_ROOT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                http_request("GET", f"{self.url}/v2/x/manifests/latest", timeout=1.0)
+                return
+            except OSError:
+                if not self.proc.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"the ceiling app did not start:\n{self.proc.tail()}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, nothing saved (the machine's Redis stays untouched)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = _Child("redis", argv, workdir / "redis.log", dict(os.environ), workdir)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if not self.proc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start:\n{self.proc.tail()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.stop()

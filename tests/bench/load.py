@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import statistics
@@ -15,11 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TOOLS = {"wrk": "wrk", "curl": "curl", "hyperfine": "hyperfine", "skopeo": "skopeo",
-         "docker-registry": "docker-registry", "umoci": "umoci", "jq": "jq"}
+         "docker-registry": "docker-registry", "umoci": "umoci", "jq": "jq", "socat": "socat",
+         "redis-server": "redis-server"}
 
 
-def missing_tools() -> list[str]:
-    return [f"{tool} (apt-get install {pkg})" for tool, pkg in TOOLS.items() if shutil.which(tool) is None]
+def missing_tools(install: bool = False) -> list[str]:
+    """The tools not on PATH, each with the Debian package that has it. With ``install`` (as root, where
+    apt-get exists) the missing packages are installed first: ``make bench`` works on a fresh machine."""
+    missing = {tool: pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None}
+    if missing and install and os.geteuid() == 0 and shutil.which("apt-get"):
+        packages = sorted(set(missing.values()))
+        print(f"bench: installing {' '.join(packages)}", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=False, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env,
+                       check=False, timeout=1200)
+        missing = {tool: pkg for tool, pkg in missing.items() if shutil.which(tool) is None}
+    return [f"{tool} (apt-get install {pkg})" for tool, pkg in missing.items()]
 
 
 def _loopback(url: str) -> None:

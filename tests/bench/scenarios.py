@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http.client
+import os
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,15 @@ import aiohttp
 import orjson
 
 from tests.bench import load
-from tests.bench.lab import MANIFEST_ACCEPT, CountingProxy, WaveProcess, augmented_request, target_path
+from tests.bench.lab import (
+    MANIFEST_ACCEPT,
+    CeilingApp,
+    CountingProxy,
+    RedisServer,
+    WaveProcess,
+    augmented_request,
+    target_path,
+)
 from tests.support.registry import Registry, free_port, http_request
 
 BUSYBOX = "library/busybox:latest"
@@ -35,6 +44,12 @@ class Context:
     rounds: int
     blob_runs: int
     skopeo_runs: int
+    log_level: str = "INFO"
+
+    def extra_wave(self, name: str, env: dict[str, str]) -> WaveProcess:
+        """Another wave process for one scenario (its own state), configured like the main one plus ``env``."""
+        return WaveProcess(self.workdir / f"wave-{name}", self.workdir / f"wave-{name}.log",
+                           {"WAVE_LOG_LEVEL": self.log_level, **env}).start()
 
 
 def _manifest_digest(url: str) -> str:
@@ -64,13 +79,51 @@ def manifest(ctx: Context) -> dict[str, Any]:
             rounds[side].append(result)
     registry = max(rounds["registry"], key=lambda r: r.rps)
     wave = max(rounds["wave"], key=lambda r: r.rps)
+    ceiling, uvloop_wave = _ceiling_and_uvloop(ctx, through_wave, headers)
     return {
         "manifest_rps_ratio": round(wave.rps / registry.rps, 2),
+        "manifest_ceiling_ratio": round(wave.rps / ceiling.rps, 3),
+        "manifest_ceiling_ratio_uvloop": round(uvloop_wave.rps / ceiling.rps, 3),
+        "manifest_ceiling": ceiling.as_dict(),
+        "manifest_wave_uvloop": uvloop_wave.as_dict(),
         "manifest_p99_ms": round(wave.p99_ms, 2),
         "manifest_wave": wave.as_dict(),
         "manifest_registry": registry.as_dict(),
         "manifest_rounds": {side: [round(r.rps) for r in results] for side, results in rounds.items()},
     }
+
+
+def _best(url: str, ctx: Context, headers: dict[str, str], rounds: int | None = None) -> load.WrkResult:
+    results = []
+    for _ in range(rounds or ctx.rounds):
+        result = load.wrk(url, connections=ctx.connections, seconds=ctx.seconds, headers=headers)
+        if result.errors:
+            raise RuntimeError(f"{result.errors} errors under load on {url}")
+        results.append(result)
+    return max(results, key=lambda r: r.rps)
+
+
+def _ceiling_and_uvloop(ctx: Context, through_wave: str, headers: dict[str, str]) -> tuple[load.WrkResult,
+                                                                                           load.WrkResult]:
+    """The same manifest bytes from a 20-line aiohttp app (the ceiling), and through a wave on uvloop."""
+    got = http_request("GET", through_wave, headers)
+    ceiling = CeilingApp(ctx.workdir, got.body, got.headers["content-type"], got.headers["docker-content-digest"])
+    try:
+        path = through_wave.split("/v2/", 1)[1]
+        load.wrk(f"{ceiling.url}/v2/{path}", connections=ctx.connections, seconds=1, headers=headers)
+        best_ceiling = _best(f"{ceiling.url}/v2/{path}", ctx, headers)
+    finally:
+        ceiling.stop()
+    wave = ctx.extra_wave("uvloop", {"WAVE_EVENT_LOOP": "uvloop"})
+    try:
+        answer = wave.submit(augmented_request(ctx.registry.ref(BUSYBOX)))
+        name, tag = target_path(answer["targetImage"])
+        url = f"{wave.url}/v2/{name}/manifests/{tag}"
+        load.wrk(url, connections=ctx.connections, seconds=1, headers=headers)
+        best_uvloop = _best(url, ctx, headers)
+    finally:
+        wave.stop()
+    return best_ceiling, best_uvloop
 
 
 def _big_blob(registry: Registry) -> tuple[str, int]:
@@ -156,6 +209,7 @@ def blob(ctx: Context) -> dict[str, Any]:
     if relay is not None:
         relay.stop()
     relay_figures = {"blob_relay_ratio": round(best_relay / best_direct, 3),
+                     "blob_socat_ratio": round(best_wave / best_relay, 3),
                      "blob_relay_mb_s": round(best_relay / 1e6, 1)} if best_relay else {}
     return {
         **relay_figures,
@@ -226,4 +280,147 @@ def skopeo(ctx: Context) -> dict[str, Any]:
     }
 
 
-SCENARIOS = {"manifest": manifest, "blob": blob, "cold": cold, "token": token, "skopeo": skopeo}
+def cached(ctx: Context) -> dict[str, Any]:
+    """The 200 MiB layer from wave's blob cache (a directory: sendfile) against the registry directly, and
+    wave's RSS while it fills the cache and serves from it."""
+    digest, size = _big_blob(ctx.registry)
+    wave = ctx.extra_wave("cache", {"WAVE_BLOB_CACHE": str(ctx.workdir / "blob-cache")})
+    try:
+        answer = wave.submit(augmented_request(ctx.registry.ref(BIG)))
+        name, _ = target_path(answer["targetImage"])
+        through_wave = f"{wave.url}/v2/{name}/blobs/{digest}"
+        direct = f"{ctx.registry.url}/v2/{BIG.split(':')[0]}/blobs/{digest}"
+        with load.peak_rss_growth(wave.pid) as filling:
+            got = _stream_digest(through_wave)  # the first download fills the cache
+        if got != (digest, size):
+            raise RuntimeError(f"wave streamed {got}, expected {(digest, size)}")
+        _wait_cached(ctx.workdir / "blob-cache", digest)
+        best_wave = best_direct = 0.0
+        rss = filling
+        for _ in range(ctx.blob_runs):
+            run = load.curl(direct)
+            if (run.status, run.bytes) != (200, size):
+                raise RuntimeError(f"direct download: {run}")
+            best_direct = max(best_direct, run.bytes_per_s)
+            with load.peak_rss_growth(wave.pid) as probe:
+                run = load.curl(through_wave)
+            if (run.status, run.bytes) != (200, size):
+                raise RuntimeError(f"download from wave's cache: {run}")
+            best_wave = max(best_wave, run.bytes_per_s)
+            if probe["growth_mb"] > rss["growth_mb"]:
+                rss = probe
+    finally:
+        wave.stop()
+    return {
+        "cached_blob_ratio": round(best_wave / best_direct, 3),
+        "cached_blob_mb_s": round(best_wave / 1e6, 1),
+        "cached_registry_mb_s": round(best_direct / 1e6, 1),
+        "stream_rss_cached_mb": round(rss["growth_mb"], 1),
+        "stream_rss_fill_mb": round(filling["growth_mb"], 1),
+    }
+
+
+def _wait_cached(cache_dir: Path, digest: str, timeout: float = 60) -> None:
+    path = cache_dir / "sha256" / digest.split(":")[1]
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{digest} never reached the blob cache")
+        time.sleep(0.05)
+
+
+async def _concurrent_blob_gets(url: str, count: int, expected: str) -> list[bool]:
+    connector = aiohttp.TCPConnector(limit=count, force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as session:
+        start = asyncio.Event()
+
+        async def one() -> bool:
+            await start.wait()
+            sha = hashlib.sha256()
+            async with session.get(url) as response:
+                async for chunk in response.content.iter_chunked(1 << 20):
+                    sha.update(chunk)
+                return response.status == 200 and "sha256:" + sha.hexdigest() == expected
+
+        tasks = [asyncio.create_task(one()) for _ in range(count)]
+        await asyncio.sleep(0)
+        start.set()
+        return await asyncio.gather(*tasks)
+
+
+COLD_BLOB_SIZE = 32 << 20
+
+
+def cold_blob(ctx: Context, concurrency: int = 50) -> dict[str, Any]:
+    """50 concurrent first GETs of one (32 MiB, new) blob with the cache on: upstream GETs, counted in front
+    of the registry."""
+    data = os.urandom(COLD_BLOB_SIZE)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    _upload_blob(ctx.registry, "library/busybox", data, digest)
+    wave = ctx.extra_wave("cold-cache", {"WAVE_BLOB_CACHE": str(ctx.workdir / "cold-blob-cache")})
+    try:
+        answer = wave.submit({"containerImage": f"{ctx.counter.host}/{BUSYBOX}"})
+        name, _ = target_path(answer["targetImage"])
+        ctx.counter.reset()
+        started = time.monotonic()
+        results = asyncio.run(_concurrent_blob_gets(f"{wave.url}/v2/{name}/blobs/{digest}", concurrency, digest))
+        seconds = time.monotonic() - started
+    finally:
+        wave.stop()
+    if not all(results):
+        raise RuntimeError(f"{results.count(False)} of {concurrency} cold blob downloads were wrong")
+    return {"cold_blob_upstream_fetches": ctx.counter.fetches("GET", "blobs"),
+            "cold_blob_seconds": round(seconds, 2)}
+
+
+def _upload_blob(registry: Registry, repository: str, data: bytes, digest: str) -> None:
+    start = http_request("POST", f"{registry.url}/v2/{repository}/blobs/uploads/")
+    if start.status != 202:
+        raise RuntimeError(f"blob upload: {start.status} {start.body[:200]!r}")
+    location = start.headers["location"]
+    location = location if location.startswith("http") else registry.url + location
+    done = http_request("PUT", f"{location}{'&' if '?' in location else '?'}digest={digest}",
+                        {"Content-Type": "application/octet-stream"}, body=data, timeout=120)
+    if done.status != 201:
+        raise RuntimeError(f"blob upload: {done.status} {done.body[:200]!r}")
+
+
+def token_redis(ctx: Context) -> dict[str, Any]:
+    """Container requests per second on a wave whose store is Redis (a private redis-server)."""
+    redis = RedisServer(ctx.workdir)
+    try:
+        wave = ctx.extra_wave("redis", {"WAVE_REDIS_URL": redis.url})
+        try:
+            body = orjson.dumps(augmented_request(ctx.registry.ref(BUSYBOX)))
+            wave.submit(orjson.loads(body))
+            result = load.wrk(f"{wave.url}/v1alpha2/container", connections=ctx.connections, seconds=ctx.seconds,
+                              lua=load.post_lua(body))
+        finally:
+            wave.stop()
+    finally:
+        redis.stop()
+    if result.errors:
+        raise RuntimeError(f"{result.errors} container requests failed under load (redis)")
+    return {"token_rps_redis": round(result.rps, 1), "token_redis": result.as_dict()}
+
+
+def workers(ctx: Context) -> dict[str, Any]:
+    """Warm manifest GETs on ``wave serve --workers 2`` against one process (both on the embedded store)."""
+    headers = {"Accept": MANIFEST_ACCEPT}
+    figures: dict[str, load.WrkResult] = {}
+    for count in (1, 2):
+        wave = ctx.extra_wave(f"workers-{count}", {"WAVE_WORKERS": str(count)})
+        try:
+            answer = wave.submit(augmented_request(ctx.registry.ref(BUSYBOX)))
+            name, tag = target_path(answer["targetImage"])
+            url = f"{wave.url}/v2/{name}/manifests/{tag}"
+            load.wrk(url, connections=ctx.connections, seconds=1, headers=headers)  # warms every worker
+            figures[str(count)] = _best(url, ctx, headers)
+        finally:
+            wave.stop()
+    return {"workers_manifest_scaling": round(figures["2"].rps / figures["1"].rps, 3),
+            "workers_manifest": {n: r.as_dict() for n, r in figures.items()}}
+
+
+SCENARIOS = {"manifest": manifest, "blob": blob, "cached": cached, "cold": cold, "cold_blob": cold_blob,
+             "token": token, "token_redis": token_redis, "workers": workers, "skopeo": skopeo}
