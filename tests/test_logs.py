@@ -55,3 +55,26 @@ def test_json_format_writes_one_object_a_line_with_the_request_fields() -> None:
     assert entry["message"] == "GET /v2/" and entry["level"] == "INFO" and entry["logger"] == "wave.access"
     assert entry["http"]["status"] == 200 and entry["time"].endswith("+00:00")
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_request_lines_are_written_in_batches_in_the_log_format(fmt: str) -> None:
+    import io
+
+    from wave.logs import AccessLines
+
+    stream = io.StringIO()
+    lines = AccessLines(logging.StreamHandler(stream), fmt, worker="2")
+    lines.add("203.0.113.7", "GET", "/v2/", 200, 0.42)
+    lines.add("203.0.113.8", "HEAD", "/v2/x", 404, 1.0)
+    assert stream.getvalue() == ""  # not yet: one write for the batch
+    lines.flush()
+    written = stream.getvalue().splitlines()
+    assert len(written) == 2
+    if fmt == "json":
+        entry = json.loads(written[0])
+        assert entry["logger"] == "wave.access" and entry["worker"] == "2" and entry["http"]["status"] == 200
+        assert entry["message"] == "203.0.113.7 GET /v2/ 200 0.4ms"
+    else:
+        assert written[0].endswith(" worker-2 INFO wave.access 203.0.113.7 GET /v2/ 200 0.4ms")
+        assert written[1].endswith("HEAD /v2/x 404 1.0ms")

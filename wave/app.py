@@ -72,7 +72,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         platform = PlatformClient(DirectTransport(app[keys.HTTP], settings.platform_timeout), tunnels)
         app[keys.IDENTITY] = identity = IdentityService(settings, platform, pairings, client.static_credentials,
                                                         seal_secret)
-        tokens = TokenStore(store)
+        tokens = TokenStore(store, getattr(store, "revisions", None))  # embedded: revocations seen in memory
         cache = ObjectCache(store, on_lookup=lambda hit: ops_metrics.cache_lookup("objects", hit))
         usage = UsageMetrics(store, settings, ops=ops_metrics)
         opened.push_async_callback(usage.close)  # pull counts held in memory are written before the store closes

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from wave.registry.auth import UpstreamAuth
 
 log = logging.getLogger("wave.containers")
+VERIFY_ON_LOOP = 64 << 10  # data: URLs up to this size are checked on the event loop (well under a millisecond)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,11 @@ class ContainerService:
             where = f"containerConfig.layers[{i}]"
             if layer.is_inline:
                 try:
-                    data = await asyncio.to_thread(verify_inline_layer, layer, self._settings.max_inline_layer_size)
+                    if len(layer.location) <= VERIFY_ON_LOOP:  # a thread hop costs more than hashing a few KiB
+                        data = verify_inline_layer(layer, self._settings.max_inline_layer_size)
+                    else:
+                        data = await asyncio.to_thread(verify_inline_layer, layer,
+                                                       self._settings.max_inline_layer_size)
                 except InvalidLayer as exc:
                     raise BadRequest(f"{where}: {exc}") from None
                 inline.append((layer, data))

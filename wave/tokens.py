@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import orjson
@@ -95,10 +96,32 @@ def new_token() -> str:
     return secrets.token_hex(TOKEN_BYTES)
 
 
+KNOWN_TOKENS = 16384  # token records a process keeps in memory when revocations can be watched
+
+
+class Revisions(Protocol):
+    """A counter that every process sharing the store sees move when a token is revoked."""
+
+    def value(self) -> int: ...
+
+    def bump(self) -> None: ...
+
+
 class TokenStore:
-    def __init__(self, store: KeyValueStore) -> None:
+    """Token records in the shared store.
+
+    With ``revisions`` (the embedded store: every process that can revoke shares one memory-mapped counter) a
+    token's record is kept in memory and served without a store read as long as no token was revoked since it
+    was read, anywhere, and it has not expired: the warm path of a pull costs a dictionary look-up and one
+    memory load. Without it (Redis: replicas on other machines) every request is answered by a store read
+    that started after it arrived (:class:`_SharedReads`). Either way a revoked token is refused from the
+    moment its revocation returns."""
+
+    def __init__(self, store: KeyValueStore, revisions: Revisions | None = None) -> None:
         self._store = store
         self._reads = _SharedReads(self._read)
+        self._revisions = revisions
+        self._known: OrderedDict[str, tuple[ContainerRequest, int]] = OrderedDict()
 
     @staticmethod
     def _key(token: str) -> str:
@@ -111,13 +134,27 @@ class TokenStore:
         ttl = request.expires - time.time()
         writes: list[Write] = [Put(f"layer/{digest}", data, ttl=ttl) for digest, data in layers]
         writes.append(Put(self._key(request.token), request.to_json(), ttl=ttl))
+        self._known.pop(request.token, None)
         await self._store.write_all([*writes, *also])
 
     async def get(self, token: str) -> ContainerRequest | None:
         """The live request of a token; concurrent look-ups of one token share a store read."""
         if not token or len(token) > 64:
             return None
-        return await self._reads.get(token)
+        if self._revisions is None:
+            return await self._reads.get(token)
+        revision = self._revisions.value()  # before the read: a revocation during it moves the counter after
+        known = self._known.get(token)
+        if known is not None:
+            if known[1] == revision and known[0].expires > time.time():
+                return known[0]
+            del self._known[token]
+        request = await self._reads.get(token)
+        if request is not None:
+            self._known[token] = (request, revision)
+            if len(self._known) > KNOWN_TOKENS:
+                self._known.popitem(last=False)
+        return request
 
     async def _read(self, token: str) -> ContainerRequest | None:
         data = await self._store.get(self._key(token))
@@ -136,6 +173,9 @@ class TokenStore:
     async def revoke(self, token: str) -> bool:
         existed = await self.get(token) is not None
         await self._store.delete(self._key(token))
+        self._known.pop(token, None)
+        if self._revisions is not None:
+            await asyncio.to_thread(self._revisions.bump)  # after the delete: readers that see it re-read
         return existed
 
 

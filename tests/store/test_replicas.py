@@ -121,3 +121,20 @@ def test_redis_down_at_start_up_is_a_clear_error(tmp_path: Path) -> None:
                           text=True, timeout=60)
     assert done.returncode != 0
     assert "redis" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_revocation_in_one_process_is_seen_by_another_on_the_same_embedded_store(
+        wave_factory: Any, registry: Registry, tmp_path: Path) -> None:
+    """Processes sharing a state directory (``wave serve --workers``) keep token records in memory; a
+    revocation by any of them is refused by all from the moment it returns."""
+    from wave import keys
+
+    a: WaveServer = wave_factory(state_dir=tmp_path / "shared")
+    b: WaveServer = wave_factory(state_dir=tmp_path / "shared")
+    answer = a.submit({"containerImage": registry.ref("library/busybox:latest")})
+    path = "/v2/" + answer["targetImage"].split("/", 1)[1].replace(":latest", "/manifests/latest")
+    assert b.request("GET", path).status == 200
+    assert b.request("GET", path).status == 200  # now from b's memory
+    assert a.call(a.app[keys.TOKENS].revoke(answer["containerToken"]))
+    assert b.request("GET", path).status == 404
+    assert a.request("GET", path).status == 404

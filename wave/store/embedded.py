@@ -4,6 +4,9 @@ keeps its state across a restart. Calls run on one dedicated thread, never on th
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import mmap
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -24,11 +27,40 @@ CREATE TABLE IF NOT EXISTS counters (key TEXT NOT NULL, field TEXT NOT NULL, val
 _PURGE_EVERY = 1000  # writes between sweeps of expired rows
 
 
+class RevisionFile:
+    """A counter every process on this machine shares through a memory-mapped 8-byte file: reading it is one
+    memory load (no system call, no thread), bumping it takes a file lock. A process that caches what the
+    store holds re-reads when the counter moved (token revocations: wave.tokens)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if os.fstat(self._fd).st_size < 8:
+            os.ftruncate(self._fd, 8)
+        self._map = mmap.mmap(self._fd, 8)
+
+    def value(self) -> int:
+        return int.from_bytes(self._map[:8], "little")
+
+    def bump(self) -> None:
+        """Blocking (a file lock): call it from a thread."""
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            self._map[:8] = (self.value() + 1).to_bytes(8, "little")
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
+
+
 class EmbeddedStore:
-    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor,
+                 revisions: RevisionFile | None = None) -> None:
         self._db = connection
         self._executor = executor
         self._writes = 0
+        self.revisions = revisions  # bumped on every token revocation, by any process sharing the file
 
     @classmethod
     async def open(cls, path: Path) -> EmbeddedStore:
@@ -44,7 +76,9 @@ class EmbeddedStore:
             return db
 
         loop = asyncio.get_running_loop()
-        return cls(await loop.run_in_executor(executor, connect), executor)
+        db = await loop.run_in_executor(executor, connect)
+        revisions = await loop.run_in_executor(executor, RevisionFile, path.with_name(path.name + "-revisions"))
+        return cls(db, executor, revisions)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
@@ -170,4 +204,6 @@ class EmbeddedStore:
 
     async def close(self) -> None:
         await self._run(self._db.close)
+        if self.revisions is not None:
+            self.revisions.close()
         self._executor.shutdown(wait=True)
