@@ -59,71 +59,60 @@ def _manifest_digest(url: str) -> str:
     return got.headers["docker-content-digest"]
 
 
-def manifest(ctx: Context) -> dict[str, Any]:
-    """Warm GET by tag of an augmented manifest through wave, against the same GET on the registry."""
-    answer = ctx.wave.submit(augmented_request(ctx.registry.ref(BUSYBOX)))
+def _alternate(ctx: Context, urls: dict[str, str], headers: dict[str, str] | None = None,
+               lua: str | None = None) -> tuple[dict[str, load.WrkResult], dict[str, list[int]]]:
+    """wrk on each URL in turn, ``ctx.rounds`` times, keeping each one's best: a busy neighbour only ever slows
+    a round down, and alternating spreads it over every side alike."""
+    rounds: dict[str, list[load.WrkResult]] = {side: [] for side in urls}
+    for _ in range(ctx.rounds):
+        for side, url in urls.items():
+            result = load.wrk(url, connections=ctx.connections, seconds=ctx.seconds, headers=headers, lua=lua)
+            if result.errors:
+                raise RuntimeError(f"{result.errors} errors under load on {side}")
+            rounds[side].append(result)
+    best = {side: max(results, key=lambda r: r.rps) for side, results in rounds.items()}
+    return best, {side: [round(r.rps) for r in results] for side, results in rounds.items()}
+
+
+def _manifest_url(wave: WaveProcess, registry: Registry) -> str:
+    answer = wave.submit(augmented_request(registry.ref(BUSYBOX)))
     name, tag = target_path(answer["targetImage"])
-    through_wave = f"{ctx.wave.url}/v2/{name}/manifests/{tag}"
+    return f"{wave.url}/v2/{name}/manifests/{tag}"
+
+
+def manifest(ctx: Context) -> dict[str, Any]:
+    """Warm GET by tag of an augmented manifest through wave, against the same GET on the registry, the same
+    bytes from a 20-line aiohttp app (the ceiling), and wave on uvloop; rounds alternate between all four."""
+    through_wave = _manifest_url(ctx.wave, ctx.registry)
     direct = f"{ctx.registry.url}/v2/{BUSYBOX.replace(':', '/manifests/')}"
     if _manifest_digest(through_wave) == _manifest_digest(direct):
         raise RuntimeError("wave served the upstream manifest: the benchmark image is not augmented")
     headers = {"Accept": MANIFEST_ACCEPT}
-    load.wrk(through_wave, connections=ctx.connections, seconds=1, headers=headers)  # warm-up
-    # Alternate rounds and keep each side's best: a busy neighbour only ever slows a round down.
-    rounds: dict[str, list[load.WrkResult]] = {"registry": [], "wave": []}
-    for _ in range(ctx.rounds):
-        for side, url in (("registry", direct), ("wave", through_wave)):
-            result = load.wrk(url, connections=ctx.connections, seconds=ctx.seconds, headers=headers)
-            if result.errors:
-                raise RuntimeError(f"{result.errors} errors under load on {side}")
-            rounds[side].append(result)
-    registry = max(rounds["registry"], key=lambda r: r.rps)
-    wave = max(rounds["wave"], key=lambda r: r.rps)
-    ceiling, uvloop_wave = _ceiling_and_uvloop(ctx, through_wave, headers)
-    return {
-        "manifest_rps_ratio": round(wave.rps / registry.rps, 2),
-        "manifest_ceiling_ratio": round(wave.rps / ceiling.rps, 3),
-        "manifest_ceiling_ratio_uvloop": round(uvloop_wave.rps / ceiling.rps, 3),
-        "manifest_ceiling": ceiling.as_dict(),
-        "manifest_wave_uvloop": uvloop_wave.as_dict(),
-        "manifest_p99_ms": round(wave.p99_ms, 2),
-        "manifest_wave": wave.as_dict(),
-        "manifest_registry": registry.as_dict(),
-        "manifest_rounds": {side: [round(r.rps) for r in results] for side, results in rounds.items()},
-    }
-
-
-def _best(url: str, ctx: Context, headers: dict[str, str], rounds: int | None = None) -> load.WrkResult:
-    results = []
-    for _ in range(rounds or ctx.rounds):
-        result = load.wrk(url, connections=ctx.connections, seconds=ctx.seconds, headers=headers)
-        if result.errors:
-            raise RuntimeError(f"{result.errors} errors under load on {url}")
-        results.append(result)
-    return max(results, key=lambda r: r.rps)
-
-
-def _ceiling_and_uvloop(ctx: Context, through_wave: str, headers: dict[str, str]) -> tuple[load.WrkResult,
-                                                                                           load.WrkResult]:
-    """The same manifest bytes from a 20-line aiohttp app (the ceiling), and through a wave on uvloop."""
     got = http_request("GET", through_wave, headers)
     ceiling = CeilingApp(ctx.workdir, got.body, got.headers["content-type"], got.headers["docker-content-digest"])
+    uvloop_wave = ctx.extra_wave("uvloop", {"WAVE_EVENT_LOOP": "uvloop"})
     try:
-        path = through_wave.split("/v2/", 1)[1]
-        load.wrk(f"{ceiling.url}/v2/{path}", connections=ctx.connections, seconds=1, headers=headers)
-        best_ceiling = _best(f"{ceiling.url}/v2/{path}", ctx, headers)
+        urls = {"registry": direct, "wave": through_wave,
+                "ceiling": f"{ceiling.url}/v2/{through_wave.split('/v2/', 1)[1]}",
+                "wave_uvloop": _manifest_url(uvloop_wave, ctx.registry)}
+        for url in urls.values():
+            load.wrk(url, connections=ctx.connections, seconds=1, headers=headers)  # warm-up
+        best, rounds = _alternate(ctx, urls, headers)
     finally:
         ceiling.stop()
-    wave = ctx.extra_wave("uvloop", {"WAVE_EVENT_LOOP": "uvloop"})
-    try:
-        answer = wave.submit(augmented_request(ctx.registry.ref(BUSYBOX)))
-        name, tag = target_path(answer["targetImage"])
-        url = f"{wave.url}/v2/{name}/manifests/{tag}"
-        load.wrk(url, connections=ctx.connections, seconds=1, headers=headers)
-        best_uvloop = _best(url, ctx, headers)
-    finally:
-        wave.stop()
-    return best_ceiling, best_uvloop
+        uvloop_wave.stop()
+    wave = best["wave"]
+    return {
+        "manifest_rps_ratio": round(wave.rps / best["registry"].rps, 2),
+        "manifest_ceiling_ratio": round(wave.rps / best["ceiling"].rps, 3),
+        "manifest_ceiling_ratio_uvloop": round(best["wave_uvloop"].rps / best["ceiling"].rps, 3),
+        "manifest_ceiling": best["ceiling"].as_dict(),
+        "manifest_wave_uvloop": best["wave_uvloop"].as_dict(),
+        "manifest_p99_ms": round(wave.p99_ms, 2),
+        "manifest_wave": wave.as_dict(),
+        "manifest_registry": best["registry"].as_dict(),
+        "manifest_rounds": rounds,
+    }
 
 
 def _big_blob(registry: Registry) -> tuple[str, int]:
@@ -255,14 +244,25 @@ def cold(ctx: Context, trials: int = 3, concurrency: int = 100) -> dict[str, Any
 
 
 def token(ctx: Context) -> dict[str, Any]:
-    """Container requests per second for an image already checked upstream (each one issues a token)."""
+    """Container requests per second for an image already checked upstream (each one issues a token), on the
+    embedded store and on Redis (a private redis-server), rounds alternating."""
     body = orjson.dumps(augmented_request(ctx.registry.ref(BUSYBOX)))
-    ctx.wave.submit(orjson.loads(body))  # the image is now resolved (checked upstream)
-    url = f"{ctx.wave.url}/v1alpha2/container"
-    result = load.wrk(url, connections=ctx.connections, seconds=ctx.seconds, lua=load.post_lua(body))
-    if result.errors:
-        raise RuntimeError(f"{result.errors} container requests failed under load")
-    return {"token_rps": round(result.rps, 1), "token": result.as_dict()}
+    redis = RedisServer(ctx.workdir)
+    try:
+        on_redis = ctx.extra_wave("redis", {"WAVE_REDIS_URL": redis.url})
+        try:
+            urls = {}
+            for side, wave in (("embedded", ctx.wave), ("redis", on_redis)):
+                wave.submit(orjson.loads(body))  # the image is now resolved (checked upstream)
+                urls[side] = f"{wave.url}/v1alpha2/container"
+            best, rounds = _alternate(ctx, urls, lua=load.post_lua(body))
+        finally:
+            on_redis.stop()
+    finally:
+        redis.stop()
+    return {"token_rps": round(best["embedded"].rps, 1), "token": best["embedded"].as_dict(),
+            "token_rps_redis": round(best["redis"].rps, 1), "token_redis": best["redis"].as_dict(),
+            "token_rounds": rounds}
 
 
 def skopeo(ctx: Context) -> dict[str, Any]:
@@ -385,42 +385,23 @@ def _upload_blob(registry: Registry, repository: str, data: bytes, digest: str) 
         raise RuntimeError(f"blob upload: {done.status} {done.body[:200]!r}")
 
 
-def token_redis(ctx: Context) -> dict[str, Any]:
-    """Container requests per second on a wave whose store is Redis (a private redis-server)."""
-    redis = RedisServer(ctx.workdir)
-    try:
-        wave = ctx.extra_wave("redis", {"WAVE_REDIS_URL": redis.url})
-        try:
-            body = orjson.dumps(augmented_request(ctx.registry.ref(BUSYBOX)))
-            wave.submit(orjson.loads(body))
-            result = load.wrk(f"{wave.url}/v1alpha2/container", connections=ctx.connections, seconds=ctx.seconds,
-                              lua=load.post_lua(body))
-        finally:
-            wave.stop()
-    finally:
-        redis.stop()
-    if result.errors:
-        raise RuntimeError(f"{result.errors} container requests failed under load (redis)")
-    return {"token_rps_redis": round(result.rps, 1), "token_redis": result.as_dict()}
-
-
 def workers(ctx: Context) -> dict[str, Any]:
-    """Warm manifest GETs on ``wave serve --workers 2`` against one process (both on the embedded store)."""
+    """Warm manifest GETs on ``wave serve --workers 2`` against one process (both on the embedded store),
+    rounds alternating."""
     headers = {"Accept": MANIFEST_ACCEPT}
-    figures: dict[str, load.WrkResult] = {}
-    for count in (1, 2):
-        wave = ctx.extra_wave(f"workers-{count}", {"WAVE_WORKERS": str(count)})
-        try:
-            answer = wave.submit(augmented_request(ctx.registry.ref(BUSYBOX)))
-            name, tag = target_path(answer["targetImage"])
-            url = f"{wave.url}/v2/{name}/manifests/{tag}"
+    one = ctx.extra_wave("workers-1", {"WAVE_WORKERS": "1"})
+    two = ctx.extra_wave("workers-2", {"WAVE_WORKERS": "2"})
+    try:
+        urls = {"1": _manifest_url(one, ctx.registry), "2": _manifest_url(two, ctx.registry)}
+        for url in urls.values():
             load.wrk(url, connections=ctx.connections, seconds=1, headers=headers)  # warms every worker
-            figures[str(count)] = _best(url, ctx, headers)
-        finally:
-            wave.stop()
-    return {"workers_manifest_scaling": round(figures["2"].rps / figures["1"].rps, 3),
-            "workers_manifest": {n: r.as_dict() for n, r in figures.items()}}
+        best, rounds = _alternate(ctx, urls, headers)
+    finally:
+        one.stop()
+        two.stop()
+    return {"workers_manifest_scaling": round(best["2"].rps / best["1"].rps, 3),
+            "workers_manifest": {n: r.as_dict() for n, r in best.items()}, "workers_rounds": rounds}
 
 
 SCENARIOS = {"manifest": manifest, "blob": blob, "cached": cached, "cold": cold, "cold_blob": cold_blob,
-             "token": token, "token_redis": token_redis, "workers": workers, "skopeo": skopeo}
+             "token": token, "workers": workers, "skopeo": skopeo}

@@ -1,8 +1,8 @@
 """The shared backend for several replicas: Redis, with namespaced and versioned keys.
 
 Every operation is a single atomic Redis command (or a MULTI for incr + expiry, or a Lua script for
-compare-and-delete), so two replicas racing for the same build or counter always agree. A lost connection
-becomes :class:`Unavailable` (503) at once.
+compare-and-delete and for a batch of writes), so two replicas racing for the same build or counter always
+agree. A lost connection becomes :class:`Unavailable` (503) at once.
 """
 
 from __future__ import annotations
@@ -32,6 +32,31 @@ return 0
 """
 
 
+# write_all in one command: atomic like MULTI, one request and one reply however many writes (ARGV: op, 2 args)
+_WRITE_ALL = """
+local a = 1
+for k = 1, #KEYS do
+    local op = ARGV[a]
+    if op == 'p' then
+        if ARGV[a + 2] == '' then
+            redis.call('SET', KEYS[k], ARGV[a + 1])
+        else
+            redis.call('SET', KEYS[k], ARGV[a + 1], 'PX', ARGV[a + 2])
+        end
+    elseif op == 'i' then
+        redis.call('INCRBY', KEYS[k], ARGV[a + 1])
+        if ARGV[a + 2] ~= '' then
+            redis.call('EXPIRE', KEYS[k], ARGV[a + 2], 'NX')
+        end
+    else
+        redis.call('HINCRBY', KEYS[k], ARGV[a + 1], ARGV[a + 2])
+    end
+    a = a + 3
+end
+return #KEYS
+"""
+
+
 def _ms(ttl: float | None) -> int | None:
     return max(1, int(ttl * 1000)) if ttl is not None else None
 
@@ -40,6 +65,7 @@ class RedisStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
         self._delete_if = client.register_script(_DELETE_IF)
+        self._write_all = client.register_script(_WRITE_ALL)
 
     @classmethod
     async def connect(cls, url: str) -> RedisStore:
@@ -98,21 +124,19 @@ class RedisStore:
         await self._call(lambda: self._redis.hincrby(PREFIX + key, field, amount))
 
     async def write_all(self, writes: Sequence[Write]) -> None:
-        async def run() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:  # one round trip, applied as one
-                for op in writes:
-                    if isinstance(op, Put):
-                        pipe.set(PREFIX + op.key, op.value, px=_ms(op.ttl))
-                    elif isinstance(op, Incr):
-                        pipe.incrby(PREFIX + op.key, op.amount)
-                        if op.ttl is not None:
-                            pipe.expire(PREFIX + op.key, max(1, int(op.ttl)), nx=True)
-                    elif isinstance(op, HIncr):
-                        pipe.hincrby(PREFIX + op.key, op.field, op.amount)
-                await pipe.execute()
-
-        if writes:
-            await self._call(run)
+        keys: list[str] = []
+        args: list[bytes | str | int] = []
+        for op in writes:
+            keys.append(PREFIX + op.key)
+            if isinstance(op, Put):
+                ms = _ms(op.ttl)
+                args += ["p", op.value, "" if ms is None else ms]
+            elif isinstance(op, Incr):
+                args += ["i", op.amount, "" if op.ttl is None else max(1, int(op.ttl))]
+            elif isinstance(op, HIncr):
+                args += ["h", op.field, op.amount]
+        if keys:
+            await self._call(lambda: self._write_all(keys=keys, args=args))
 
     async def hgetall(self, key: str) -> dict[str, int]:
         raw = await self._call(lambda: self._redis.hgetall(PREFIX + key))
