@@ -4,6 +4,7 @@ The typed stores (tokens, object cache, builds, metrics) are written once on top
 so a behaviour cannot differ between backends.
 """
 
-from wave.store.base import HIncr, Incr, KeyValueStore, Put, Write, open_store, opened_store
+from wave.store.base import KeyValueStore, open_store, opened_store
+from wave.store.writes import HIncr, Incr, Put, Write
 
 __all__ = ["HIncr", "Incr", "KeyValueStore", "Put", "Write", "open_store", "opened_store"]

@@ -4,35 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from wave.store.writes import Write
 
 if TYPE_CHECKING:
     from wave.config import Settings
-
-
-@dataclass(frozen=True)
-class Put:
-    key: str
-    value: bytes
-    ttl: float | None = None
-
-
-@dataclass(frozen=True)
-class Incr:
-    key: str
-    amount: int = 1
-    ttl: float | None = None  # set when the counter is created
-
-
-@dataclass(frozen=True)
-class HIncr:
-    key: str
-    field: str
-    amount: int = 1
-
-
-Write = Put | Incr | HIncr  # what write_all takes: the writing operations of the protocol, as values
 
 
 class KeyValueStore(Protocol):

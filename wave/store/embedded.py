@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from wave.store.base import HIncr, Incr, Put, Write
+from wave.store.writes import HIncr, Incr, Put, Write
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wave.errors import Unavailable
-from wave.store.base import HIncr, Incr, Put, Write
+from wave.store.writes import HIncr, Incr, Put, Write
 
 log = logging.getLogger("wave.store")
 T = TypeVar("T")
