@@ -180,3 +180,15 @@ def test_no_module_but_wave_http_makes_a_client_session() -> None:
                 if name in {"ClientSession", "TCPConnector"}:
                     offenders.append(f"{path.relative_to(root.parent)}:{node.lineno}")
     assert offenders == []
+
+
+async def test_the_platform_client_goes_through_the_guarded_session(session_with: Any, canary: Canary,
+                                                                    connects: list[Any]) -> None:
+    from wave.platform.client import DirectTransport, HttpCall, PlatformError
+
+    transport = DirectTransport(session_with(("none",)), timeout=5)
+    with pytest.raises(PlatformError) as caught:
+        await transport.send(canary.url, HttpCall("GET", f"{canary.url}/user-info", auth="user-token"))
+    assert caught.value.status == 400
+    assert f"{canary.host} is an internal address; trust it with WAVE_TRUSTED_HOSTS" in caught.value.message
+    assert canary.connections() == 0 and connects == []

@@ -74,13 +74,14 @@ def _same_registry(a: str, b: str) -> bool:
 
 
 def api_error(exc: PlatformError) -> ApiError:
-    """A Platform failure as the control API answers it: 401 for a refused token, else 502/503/504."""
-    return ApiError(exc.message, status=exc.status if exc.status in (401, 502, 503, 504) else 502)
+    """A Platform failure as the control API answers it: 401 for a refused token, 400 for an endpoint wave may
+    not reach (an internal address), else 502/503/504."""
+    return ApiError(exc.message, status=exc.status if exc.status in (400, 401, 502, 503, 504) else 502)
 
 
 def registry_error(exc: PlatformError) -> RegistryError:
     """A Platform failure on ``/v2``: a refused token denies the pull; the rest is upstream unavailability."""
-    if isinstance(exc, PlatformRefused):
+    if isinstance(exc, PlatformRefused) or exc.status == 400:
         return Denied(exc.message)
     return UpstreamUnavailable(exc.message, status=exc.status if exc.status in (502, 503, 504) else 502)
 

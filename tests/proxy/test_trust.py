@@ -227,3 +227,4 @@ def test_start_up_logs_the_policy_in_one_line(wave_factory: Any, registry: Regis
         "address policy: loopback trusted because wave listens on a loopback address (WAVE_TRUSTED_HOSTS unset); "
         "other internal addresses refused",
     ]
+

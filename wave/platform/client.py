@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from wave.http import refusal_text, refused_address
 from wave.platform.models import CredentialEntry, PlatformUser, TokenPair
 
 log = logging.getLogger("wave.platform")
@@ -132,6 +133,9 @@ class DirectTransport:
             raise PlatformError(f"Seqera Platform at {endpoint} did not answer within {self._timeout:.0f}s",
                                 504) from None
         except aiohttp.ClientError as exc:
+            refused = refused_address(exc)
+            if refused is not None:  # the address policy, not the network (wave.http)
+                raise PlatformError(f"Seqera Platform at {endpoint}: {refusal_text(refused.where)}", 400) from None
             log.warning("Seqera Platform at %s unreachable: %s", endpoint, type(exc).__name__)
             raise PlatformError(f"Seqera Platform at {endpoint} is unreachable", 503) from None
 
