@@ -8,6 +8,7 @@ answers a :class:`SubmitResult`, which the API renders as JSON.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from msgspec.structs import replace
 
+from wave.builds.service import BuildOwner
 from wave.config import Settings
 from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError
 from wave.http import AddressGuard
@@ -32,7 +34,7 @@ from wave.registry.client import RegistryClient
 from wave.tokens import ContainerRequest, TokenStore, new_token
 
 if TYPE_CHECKING:
-    from wave.builds.service import BuildCredentials, BuildService
+    from wave.builds.service import BuildService
     from wave.identity import IdentityService
     from wave.metrics import UsageMetrics
     from wave.platform.models import PlatformIdentity
@@ -89,7 +91,7 @@ class ContainerService:
         if request.is_build or request.freeze:
             # A dry run only plans: no registry check, no build, nothing counted.
             ticket = self._builds.plan(request) if request.dry_run else await self._builds.submit(
-                request, credentials=self._build_credentials(identity))
+                request, owner=self._build_owner(identity))
             if request.freeze:  # the answer is the real image, pushed to the build repository: no token
                 if not request.dry_run:
                     await self._record(request, None, ticket.build_id)
@@ -153,7 +155,8 @@ class ContainerService:
         return await self._identity.resolve(request.tower_access_token, request.tower_refresh_token,
                                             request.tower_endpoint, request.tower_workspace_id, request.workflow_id)
 
-    def _build_credentials(self, identity: PlatformIdentity | None) -> BuildCredentials | None:
+    def _build_owner(self, identity: PlatformIdentity | None) -> BuildOwner | None:
+        """The Platform user a build is for: their credentials, their key, their view of the target."""
         service = self._identity
         if service is None or identity is None:
             return None
@@ -165,7 +168,12 @@ class ContainerService:
             except PlatformError as exc:
                 raise api_error(exc) from None
 
-        return lookup
+        async def exists(reference: str) -> bool:
+            ref = parse_reference(reference)
+            return await self._client.exists(ref, auth=await self._source_auth(ref, identity))
+
+        key = hashlib.sha256(f"{identity.endpoint}|{identity.user_id}|{identity.workspace_id}".encode()).hexdigest()
+        return BuildOwner(key[:32], identity.user_name, lookup, exists)
 
     async def _source_auth(self, ref: ImageRef, identity: PlatformIdentity | None) -> UpstreamAuth | None:
         if self._identity is None:

@@ -205,7 +205,11 @@ class IdentityService:
         return out
 
     async def container_auth(self, container: ContainerRequest) -> UpstreamAuth | None:
-        """What a ``/v2`` request of this token presents upstream (errors as OCI errors)."""
+        """What a ``/v2`` request of this token presents upstream (errors as OCI errors). An image wave built
+        into its own build repository is pulled with wave's credentials, whoever asked for it."""
+        repo = self._settings.build_repo
+        if container.identity is None or (container.build_id and repo and str(container.image).startswith(repo + ":")):
+            return None
         try:
             return await self.registry_auth(container.identity, container.image.registry)
         except PlatformError as exc:

@@ -62,23 +62,21 @@ class _Recipe:
     downloads: tuple[LayerDownload, ...] = ()
 
 
-def define_build(request: SubmitRequest, settings: Settings) -> BuildDefinition:
+def define_build(request: SubmitRequest, settings: Settings, owner: str | None = None) -> BuildDefinition:
     """The build a request asks for; BadRequest names what is wrong with it. The request is valid (the
-    model checked it); what is checked here is what only a build definition can tell."""
+    model checked it); what is checked here is what only a build definition can tell. ``owner`` makes the
+    build one user's alone (their own credentials open its base images): another id, another target."""
     fmt = request.format
     platform = str(request.platform)
     recipe = _recipe(request, settings, fmt, platform)
     repository = naming.resolve_repository(request.build_repository, settings)
     cache = naming.resolve_cache_repository(request.cache_repository, settings)
-    cid = naming.container_id(
-        containerFile=recipe.build_file,
-        condaFile=recipe.conda_file,
-        spackFile=recipe.spack_file,
-        platform=platform,
-        repository=repository,
-        format=fmt,
-        context=_context_digest(recipe.context, recipe.downloads),
-    )
+    parts = {"containerFile": recipe.build_file, "condaFile": recipe.conda_file, "spackFile": recipe.spack_file,
+             "platform": platform, "repository": repository, "format": fmt,
+             "context": _context_digest(recipe.context, recipe.downloads)}
+    if owner is not None:  # only then: the ids of everyone else's builds stay what they were
+        parts["owner"] = owner
+    cid = naming.container_id(**parts)
     tools = naming.tools_tag(recipe.tools)
     return BuildDefinition(
         kind=recipe.kind,

@@ -39,6 +39,8 @@ class BuildRecord:
     duration: float | None = None
     succeeded: bool | None = None
     reason: str | None = None
+    user_name: str | None = None  # the Seqera Platform user who asked for it (None: anonymous)
+    user_email: str | None = None
 
     @property
     def pending(self) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from wave.builds.definition import BuildDefinition, define_build
 from wave.builds.launchers.base import BuildJob, Launcher, LaunchResult
-from wave.builds.launchers.registries import referenced_registries, registry_host
+from wave.builds.launchers.registries import from_registries, referenced_registries, registry_host
 from wave.builds.logs import BuildLog, log_key
 from wave.builds.reach import check_build_reach
 from wave.builds.records import (
@@ -54,6 +54,18 @@ BuildCredentials = Callable[[set[str]], Awaitable[dict[str, tuple[str, str]]]]
 def log_path(build_id: str) -> str:
     """Where the control API serves a build's log (a failure's reason points there)."""
     return f"/v1alpha1/builds/{build_id}/logs"
+
+
+@dataclass(frozen=True)
+class BuildOwner:
+    """The Seqera Platform user a build is for. Their credentials serve its base images and pushes; a build
+    whose base images only their credentials opened is theirs alone (``key`` goes into its id), so the same
+    Dockerfile from anyone else never shares it or its image."""
+
+    key: str  # endpoint, user and workspace, hashed
+    user_name: str
+    credentials: BuildCredentials
+    image_exists: ImageExists | None = None  # checks the target with the user's credentials
 
 
 LAUNCH_GRACE = 30.0  # beyond the timeout given to a launcher before the service gives up on it
@@ -119,17 +131,20 @@ class BuildService:
         definition = define_build(request, self._settings)
         return BuildTicket(None, definition.target_image, False, request.freeze, definition.format)
 
-    async def submit(self, request: SubmitRequest, credentials: BuildCredentials | None = None) -> BuildTicket:
+    async def submit(self, request: SubmitRequest, owner: BuildOwner | None = None) -> BuildTicket:
         """Return the build for this request: the existing image (cached), the build already producing it,
-        or a new build started in the background. BadRequest for what the client must fix. ``credentials``
-        looks up the requester's own registry credentials (Seqera Platform) for a build this call starts."""
+        or a new build started in the background. BadRequest for what the client must fix. ``owner``: the
+        Seqera Platform user asking, whose own registry credentials the build uses."""
         if self._closing:
             raise Unavailable("wave is shutting down")
         definition = define_build(request, self._settings)
-        target = definition.target_image
         if self._guard is not None:  # before anything is asked of a registry or remembered
             await check_build_reach(self._guard, definition)
-        user_credentials = await self._user_credentials(request, definition, credentials)
+        user_credentials = await self._user_credentials(request, definition, owner)
+        if owner is not None and from_registries(definition.build_file) & set(user_credentials):
+            definition = define_build(request, self._settings, owner=owner.key)
+        target = definition.target_image
+        image_exists = owner.image_exists if owner is not None and owner.image_exists else self._image_exists
 
         def ticket(build_id: str | None, cached: bool, launched: bool = False) -> BuildTicket:
             return BuildTicket(build_id, target, cached, request.freeze, definition.format, launched)
@@ -137,13 +152,13 @@ class BuildService:
         running = await self._running_build(target)
         if running is not None:
             return ticket(running, False)
-        if await self._image_exists(definition.image_reference):
+        if await image_exists(definition.image_reference):
             return ticket(await self._records.last_success(target), True)
         why_not = self._launcher.unavailable(definition.format)
         if why_not:
             raise BadRequest(why_not)
         for _ in range(CLAIM_ATTEMPTS):
-            record = await self._new_record(definition)
+            record = await self._new_record(definition, request, owner)
             if await self._records.claim(target, record.id, self._settings.build_timeout + DEADLINE_GRACE):
                 requester = _Requester(request.user_email, request.client_ip)
                 self._start(definition, record, requester, user_credentials)
@@ -154,25 +169,26 @@ class BuildService:
             if running is not None:
                 return ticket(running, False)
             last = await self._records.last_success(target)
-            if last is not None and await self._image_exists(definition.image_reference):
+            if last is not None and await image_exists(definition.image_reference):
                 return ticket(last, True)
         raise Unavailable(f"could not start a build of {target}: the store is contended; retry")
 
     async def _user_credentials(self, request: SubmitRequest, definition: BuildDefinition,
-                                credentials: BuildCredentials | None) -> dict[str, tuple[str, str]]:
+                                owner: BuildOwner | None) -> dict[str, tuple[str, str]]:
         """The requester's credentials for the build's registries, except for wave's own build and cache
         repositories (wave's configured credentials push there) unless the request named them itself."""
-        if credentials is None:
+        if owner is None:
             return {}
         hosts = referenced_registries(definition.build_file, definition.target_image)
         if definition.cache_repository:
             hosts |= {h for h in [registry_host(definition.cache_repository)] if h}
         service_hosts = {registry_host(r) for r in (self._settings.build_repo, self._settings.cache_repo) if r}
         service_hosts -= {registry_host(r) for r in (request.build_repository, request.cache_repository) if r}
-        found = await credentials(hosts)
+        found = await owner.credentials(hosts)
         return {host: creds for host, creds in found.items() if host not in service_hosts}
 
-    async def _new_record(self, definition: BuildDefinition) -> BuildRecord:
+    async def _new_record(self, definition: BuildDefinition, request: SubmitRequest,
+                          owner: BuildOwner | None) -> BuildRecord:
         build_id = await self._records.next_id(definition.container_id)
         start = now()
         record = BuildRecord(
@@ -184,6 +200,8 @@ class BuildService:
             heartbeat=start,
             platform=definition.platform,
             format=definition.format,
+            user_name=owner.user_name if owner is not None else None,
+            user_email=request.user_email,
         )
         await self._records.put(record)
         return record

@@ -154,7 +154,9 @@ class LocalLauncher:
         cache = []
         if job.cache_repository:  # intermediate layers cached in (and reused from) the cache repository
             cache = ["--layers", "--cache-to", job.cache_repository, "--cache-from", job.cache_repository]
-        bud = [*base, "bud", "--isolation", "chroot", "--pull", "--platform", job.platform, *authfile, *cache,
+        # --pull=always: the storage is shared by every build, and a base image one user's credentials pulled
+        # must not serve another user's build from the local store (each build proves its own access)
+        bud = [*base, "bud", "--isolation", "chroot", "--pull=always", "--platform", job.platform, *authfile, *cache,
                "-f", str(job.workdir / job.build_file), "-t", job.target_image, str(job.context_dir)]
         push = [*base, "push", *authfile, job.target_image]
         return [("build", bud), ("push", push)], [*base, "rmi", "-f", job.target_image]

@@ -36,6 +36,12 @@ def referenced_registries(build_file: str, target: str) -> set[str]:
     return {host for host in map(registry_host, images) if host}
 
 
+def from_registries(build_file: str) -> set[str]:
+    """Registries a build pulls from: those of its ``FROM`` / ``--from=`` images."""
+    images = [*_IMAGE_LINE.findall(build_file), *_COPY_FROM.findall(build_file)]
+    return {host for host in map(registry_host, images) if host}
+
+
 def plain_http_registries(hosts: Iterable[str], insecure: Iterable[str]) -> list[str]:
     allowed = set(insecure)
     return sorted(h for h in set(hosts) | allowed if is_loopback_host(h) or h in allowed)
