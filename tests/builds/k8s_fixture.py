@@ -39,6 +39,9 @@ class FakeKubernetes:
     requests: list[str] = field(default_factory=list)
     polls: dict[str, int] = field(default_factory=dict)
     bad_auth: int = 0
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secrets_created: list[dict[str, Any]] = field(default_factory=list)
+    secrets_deleted: list[str] = field(default_factory=list)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._check_auth])
@@ -49,7 +52,27 @@ class FakeKubernetes:
         app.router.add_delete(jobs + "/{name}", self.delete_job)
         app.router.add_get("/api/v1/namespaces/{ns}/pods", self.list_pods)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.pod_log)
+        app.router.add_post("/api/v1/namespaces/{ns}/secrets", self.create_secret)
+        app.router.add_delete("/api/v1/namespaces/{ns}/secrets/{name}", self.delete_secret)
         return app
+
+    # --- secrets ------------------------------------------------------------------------------------
+
+    async def create_secret(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        name = body["metadata"]["name"]
+        if name in self.secrets:
+            return _status(409, f'secrets "{name}" already exists')
+        self.secrets[name] = body
+        self.secrets_created.append(copy.deepcopy(body))
+        return web.json_response(body, status=201)
+
+    async def delete_secret(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.secrets_deleted.append(name)
+        if self.secrets.pop(name, None) is None:
+            return _status(404, f'secrets "{name}" not found')
+        return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Success"})
 
     @web.middleware
     async def _check_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:

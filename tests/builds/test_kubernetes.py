@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from wave.builds.launchers import create_launcher
 from wave.builds.launchers.base import BuildJob
 from wave.builds.launchers.k8s_job import build_job
 from wave.builds.launchers.kubernetes import KubernetesLauncher, load_api_client
-from wave.builds.service import BuildService
+from wave.builds.service import BuildOwner, BuildService
 from wave.config import Settings, load_settings
 from wave.storage.local import LocalStorage
 from wave.store.embedded import EmbeddedStore
@@ -217,3 +219,36 @@ def test_kubeconfig_or_in_cluster_configuration(tmp_path: Path, monkeypatch: pyt
 def test_factory_selects_the_launcher(tmp_path: Path) -> None:
     assert create_launcher(k8s_settings(tmp_path, tmp_path / "k")).name == "kubernetes"
     assert create_launcher(load_settings(environ={}, state_dir=tmp_path)).name == "local"
+
+
+async def test_a_users_own_credentials_reach_the_build_as_its_own_secret(
+        cluster: tuple[FakeKubernetes, Path], service_factory: Any, tmp_path: Path) -> None:
+    """A Platform user's registry credentials go into a Secret of that build only (with wave's own), mounted
+    where the shared one would be, deleted after the build; the Job carries no secret."""
+    fake, kubeconfig = cluster
+    settings = k8s_settings(tmp_path, kubeconfig, registry_credentials={"registry.example.com": ("wave", "op-pw")})
+    builds, _ = service_factory(settings)
+    asked: list[set[str]] = []
+
+    async def credentials(hosts: set[str]) -> dict[str, tuple[str, str]]:
+        asked.append(hosts)
+        return {"quay.io": ("alice", "alice-secret-pw")}
+
+    request = make_request(container_file="FROM quay.io/alice/private:1\nRUN true\n")
+    ticket = await builds.submit(request, owner=BuildOwner("alice-key", "alice", credentials))
+    assert ticket.build_id is not None
+    status = await builds.wait(ticket.build_id, timeout=30)
+    assert status.succeeded is True, status.reason
+    assert asked == [{"quay.io", "registry.example.com"}]
+    (secret,) = fake.secrets_created
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    auths = {host: base64.b64decode(entry["auth"]).decode() for host, entry in config["auths"].items()}
+    assert auths == {"quay.io": "alice:alice-secret-pw", "registry.example.com": "wave:op-pw"}
+    assert fake.secrets_deleted == [secret["metadata"]["name"]] and not fake.secrets
+    volumes = {v["name"]: v for v in fake.created[0]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["registry-auth"]["secret"]["secretName"] == secret["metadata"]["name"]
+    assert "alice-secret-pw" not in json.dumps(fake.created[0])
+    # the same Dockerfile without the user's credentials is another build (another target)
+    other = await builds.submit(request)
+    assert other.target_image != ticket.target_image

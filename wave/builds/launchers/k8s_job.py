@@ -8,6 +8,8 @@ mounted read-only as a docker ``config.json`` — never on a command line.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
 import shlex
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 from kubernetes import client as k8s
 
 from wave.builds.launchers.base import BuildJob
-from wave.builds.launchers.registries import plain_http_registries, registry_host
+from wave.builds.launchers.registries import auth_config, plain_http_registries, registry_host
 
 if TYPE_CHECKING:
     from wave.config import Settings
@@ -115,7 +117,28 @@ def _build_container(settings: Settings, job: BuildJob, workspace: k8s.V1VolumeM
     )
 
 
-def build_job(settings: Settings, job: BuildJob) -> k8s.V1Job:
+def auth_secret_name(build_id: str) -> str:
+    return f"{job_name(build_id)[:58].rstrip('-')}-auth"
+
+
+def auth_secret(settings: Settings, job: BuildJob) -> k8s.V1Secret:
+    """The registry credentials of one build that carries a user's own (from Seqera Platform): wave's
+    configured ones plus the user's, as a ``kubernetes.io/dockerconfigjson`` Secret mounted like the shared one
+    and deleted with the build — never in the Job's spec or a command line."""
+    config = auth_config({**settings.registry_credentials, **job.credentials})
+    encoded = base64.b64encode(json.dumps(config).encode()).decode()
+    labels = {"app.kubernetes.io/name": "wave-build", "app.kubernetes.io/managed-by": "wave",
+              BUILD_LABEL: job.build_id}
+    return k8s.V1Secret(
+        api_version="v1", kind="Secret", type="kubernetes.io/dockerconfigjson",
+        metadata=k8s.V1ObjectMeta(name=auth_secret_name(job.build_id), namespace=settings.k8s_namespace,
+                                  labels=labels),
+        data={SECRET_KEY: encoded},
+    )
+
+
+def build_job(settings: Settings, job: BuildJob, secret_name: str | None = None) -> k8s.V1Job:
+    """``secret_name``: the build's own credentials Secret (see :func:`auth_secret`), else the shared one."""
     name = job_name(job.build_id)
     labels = {"app.kubernetes.io/name": "wave-build", "app.kubernetes.io/managed-by": "wave",
               BUILD_LABEL: job.build_id}
@@ -124,7 +147,7 @@ def build_job(settings: Settings, job: BuildJob) -> k8s.V1Job:
         k8s.V1Volume(name="workspace", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
             claim_name=settings.k8s_workspace_claim)),
         k8s.V1Volume(name="registry-auth", secret=k8s.V1SecretVolumeSource(
-            secret_name=settings.k8s_registry_secret, optional=True,
+            secret_name=secret_name or settings.k8s_registry_secret, optional=secret_name is None,
             items=[k8s.V1KeyToPath(key=SECRET_KEY, path="config.json")])),
     ]
     pod = k8s.V1PodSpec(

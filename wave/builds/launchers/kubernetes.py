@@ -20,7 +20,7 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
 from wave.builds.launchers.base import BuildJob, LaunchResult, LogSink
-from wave.builds.launchers.k8s_job import CONTAINER, build_job, job_name
+from wave.builds.launchers.k8s_job import CONTAINER, auth_secret, auth_secret_name, build_job, job_name
 from wave.units import format_duration
 
 if TYPE_CHECKING:
@@ -69,8 +69,28 @@ class KubernetesLauncher:
             return LaunchResult(False, f"cannot reach Kubernetes: {exc}")
         batch, core = k8s.BatchV1Api(api), k8s.CoreV1Api(api)
         namespace, name = self._settings.k8s_namespace, job_name(job.build_id)
+        secret = auth_secret(self._settings, job) if job.credentials else None
+        secret_name = auth_secret_name(job.build_id) if secret is not None else None
+        if secret is not None:
+            try:
+                await asyncio.to_thread(core.create_namespaced_secret, namespace, secret)
+            except ApiException as exc:
+                return LaunchResult(False, f"Kubernetes refused the build's credentials Secret: {_api_error(exc)}")
         try:
-            await asyncio.to_thread(batch.create_namespaced_job, namespace, build_job(self._settings, job))
+            return await self._run_job(batch, core, namespace, name, job, secret_name, log_sink)
+        finally:
+            if secret_name is not None:
+                try:
+                    await asyncio.to_thread(core.delete_namespaced_secret, secret_name, namespace)
+                except (ApiException, HTTPError, OSError) as exc:
+                    log.warning("could not delete the credentials Secret of build %s: %s", job.build_id,
+                                type(exc).__name__)
+
+    async def _run_job(self, batch: k8s.BatchV1Api, core: k8s.CoreV1Api, namespace: str, name: str, job: BuildJob,
+                       secret_name: str | None, log_sink: LogSink) -> LaunchResult:
+        try:
+            await asyncio.to_thread(batch.create_namespaced_job, namespace,
+                                    build_job(self._settings, job, secret_name))
         except ApiException as exc:
             return LaunchResult(False, f"Kubernetes refused the build job {name}: {_api_error(exc)}")
         await log_sink.write(f"wave: build {job.target_image} in Kubernetes job {namespace}/{name}")

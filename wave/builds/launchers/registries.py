@@ -55,17 +55,22 @@ def write_registries_conf(path: Path, plain_http: list[str]) -> Path:
     return path
 
 
-def write_auth_file(path: Path, credentials: Mapping[str, tuple[str, str]]) -> Path | None:
-    """A docker ``config.json`` with wave's registry credentials (None when there are none)."""
-    if not credentials:
-        return None
+def auth_config(credentials: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, dict[str, str]]]:
+    """A docker ``config.json`` document with these registry credentials."""
     auths: dict[str, dict[str, str]] = {}
     for host, (user, password) in credentials.items():
         entry = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
         auths[host] = entry
         if host in (DOCKER_HUB, "registry-1.docker.io", "index.docker.io"):
             auths[DOCKER_HUB_AUTH_KEY] = entry
+    return {"auths": auths}
+
+
+def write_auth_file(path: Path, credentials: Mapping[str, tuple[str, str]]) -> Path | None:
+    """A docker ``config.json`` with wave's registry credentials (None when there are none)."""
+    if not credentials:
+        return None
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump({"auths": auths}, out)
+        json.dump(auth_config(credentials), out)
     return path
