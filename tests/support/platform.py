@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from tests.support.wave import BackgroundApp
 
 API_PREFIX = "/api"
+PROXIED = "X-Fake-Platform-Proxied"  # marks the calls the pairing client makes for wave
 
 
 @dataclass
@@ -78,6 +79,7 @@ class FakePlatform(BackgroundApp):
         self.users: list[FakeUser] = []
         self.expired: set[str] = set()  # access tokens that now answer 401
         self.calls: list[str] = []  # "METHOD path?query" of every API call received
+        self.direct_calls: list[str] = []  # those that did not come through a pairing socket
         self.refreshes = 0
         self.proxied = 0  # proxy-http-requests answered through a pairing socket
         self.pairings: dict[str, Pairing] = {}  # by pairingId
@@ -131,6 +133,8 @@ class FakePlatform(BackgroundApp):
 
     def _record(self, request: web.Request) -> None:
         self.calls.append(f"{request.method} {request.path_qs}")
+        if request.headers.get(PROXIED) != "1":
+            self.direct_calls.append(f"{request.method} {request.path_qs}")
 
     def _bearer(self, request: web.Request) -> FakeUser | None:
         header = request.headers.get("Authorization", "")
@@ -242,6 +246,7 @@ class FakePlatform(BackgroundApp):
     async def _proxy(self, session: aiohttp.ClientSession, pairing: Pairing, body: dict[str, Any]) -> None:
         """Perform the call inside "Platform's network" (its own API) and send the answer back."""
         headers = {k: ", ".join(v) for k, v in (body.get("headers") or {}).items()}
+        headers[PROXIED] = "1"
         if body.get("auth"):
             headers["Authorization"] = f"Bearer {body['auth']}"
         async with session.request(body["method"], body["uri"], headers=headers,

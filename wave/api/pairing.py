@@ -66,9 +66,13 @@ async def pairing_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
     socket = _Socket(ws)
-    await socket.send({"@type": "pairing-response", "msgId": new_msg_id(), "pairingId": record.pairing_id,
-                       "publicKey": record.public_key})
-    tunnels.opened(endpoint, socket)
+    await tunnels.opened(endpoint, socket)
+    try:
+        await socket.send({"@type": "pairing-response", "msgId": new_msg_id(), "pairingId": record.pairing_id,
+                           "publicKey": record.public_key})
+    except (ConnectionError, RuntimeError):
+        await tunnels.closed(endpoint, socket)
+        return ws
     log.info("Seqera Platform at %s paired (%s, pairing id %s)", endpoint, service, record.pairing_id)
     try:
         async for message in ws:

@@ -76,10 +76,13 @@ class Tunnels:
 
     # --- sockets ------------------------------------------------------------------------------------
 
-    def opened(self, endpoint: str, channel: Channel) -> None:
+    async def opened(self, endpoint: str, channel: Channel) -> None:
+        """A socket of ``endpoint`` is open here: calls go through it, and (with a relay) the other replicas
+        know it from the moment this returns."""
         entry = self._local.setdefault(endpoint, _Endpoint())
         entry.channels.append(channel)
         if self._relay and entry.relay is None:
+            await self._store.put(f"pairing/socket/{_hash(endpoint)}", self.replica.encode(), ttl=ANNOUNCE_TTL)
             entry.relay = asyncio.create_task(self._serve_queue(endpoint), name=f"pairing-relay-{_hash(endpoint)}")
 
     async def closed(self, endpoint: str, channel: Channel) -> None:

@@ -1,0 +1,58 @@
+"""Two wave replicas on one Redis: Platform's pairing socket is open on one, the user's request reaches the
+other, which has the socket's replica make its calls (through the store, sealed with WAVE_SECRET_KEY)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.clients import skopeo_inspect
+from tests.support.fixtures import REG_PASSWORD, REG_USER
+from tests.support.platform import FakePlatform
+from tests.support.redis_url import SERVER, database
+from tests.support.registry import Registry
+from wave import keys
+
+SHARED = database(12)
+SECRET = "a-long-random-operator-secret-for-the-test"
+
+
+@pytest.fixture
+def shared_redis() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(SHARED)
+    try:
+        client.flushdb()
+    except redis.ConnectionError:
+        pytest.skip(f"no Redis at {SERVER} (apt-get install redis-server)")
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_the_replica_without_the_socket_calls_platform_through_the_one_holding_it(
+        wave_factory: Any, platform: FakePlatform, basic_registry: Registry, shared_redis: redis.Redis) -> None:
+    settings = {"platform_endpoints": (platform.endpoint,), "redis_url": SHARED, "secret_key": SECRET}
+    holder, other = wave_factory(**settings), wave_factory(**settings)
+    platform.pair(holder.url)
+    alice = platform.add_user("alice", "alice@example.org")
+    platform.add_credentials(alice, basic_registry.host, REG_USER, REG_PASSWORD, workspace=7)
+    body = {"containerImage": basic_registry.ref("library/busybox:latest"), "towerAccessToken": alice.access_token,
+            "towerEndpoint": platform.endpoint, "towerWorkspaceId": 7}
+
+    answer = other.submit(body)
+    skopeo_inspect(answer["targetImage"])  # every /v2 request on `other` too
+    assert platform.direct_calls == []  # nothing reached Platform but through the socket
+    assert platform.proxied >= 3  # user-info, credentials, keys
+    assert other.app[keys.TUNNELS].relayed >= 3 and holder.app[keys.TUNNELS].relayed == 0
+    assert other.app[keys.TUNNELS].proxied == 0
+
+    # the store holds no secret in plain text: not the password, not the Platform token, not the private key
+    for key in shared_redis.keys("*"):
+        kind = shared_redis.type(key)
+        value = shared_redis.get(key) if kind == b"string" else str(shared_redis.hgetall(key)).encode() \
+            if kind == b"hash" else b""
+        for secret in (REG_PASSWORD.encode(), alice.access_token.encode(), b"PRIVATE KEY"):
+            assert secret not in (value or b""), f"{key!r} holds a secret in plain text"
