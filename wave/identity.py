@@ -18,7 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -190,6 +190,27 @@ class IdentityService:
             found = RegistryKeys(username, password, payload.get("registry"))
             self._keys.put(cache_key, found, ttl)
         return entry, found
+
+    async def request_auth(self, fields: dict[str, Any], registry: str) -> UpstreamAuth | None:
+        """For a request body with the contract's ``tower*`` fields (``POST /v1alpha1/inspect``): what wave
+        presents to ``registry`` for its user (None: anonymous). Errors as the control API answers them."""
+        def text(name: str) -> str | None:
+            value = fields.get(name)
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(f"{name} must be a string")
+            return value or None
+
+        workspace = fields.get("towerWorkspaceId")
+        if isinstance(workspace, str) and workspace.isdigit():
+            workspace = int(workspace)
+        if workspace is not None and (not isinstance(workspace, int) or isinstance(workspace, bool)):
+            raise BadRequest("towerWorkspaceId must be a number")
+        identity = await self.resolve(text("towerAccessToken"), text("towerRefreshToken"), text("towerEndpoint"),
+                                      workspace, text("workflowId"))
+        try:
+            return await self.registry_auth(identity, registry)
+        except PlatformError as exc:
+            raise api_error(exc) from None
 
     async def build_credentials(self, identity: PlatformIdentity | None,
                                 registries: set[str]) -> dict[str, tuple[str, str]]:

@@ -161,3 +161,12 @@ def test_secrets_are_never_in_logs_responses_or_the_store(paired: PairedWave, ca
 def test_a_wave_without_the_endpoint_allowed_refuses_the_pairing(wave: WaveServer, platform: FakePlatform) -> None:
     """The default allows only https://api.cloud.seqera.io to pair."""
     assert platform.pair_status(wave.url, platform.endpoint) == 403
+
+
+def test_inspect_uses_the_users_credentials(paired: PairedWave) -> None:
+    got = paired.wave.request("POST", "/v1alpha1/inspect", paired.body(paired.alice))
+    assert got.status == 200, got.body
+    assert got.json()["container"]["repository"] == "library/busybox"  # type: ignore[index]
+    refused = paired.wave.request("POST", "/v1alpha1/inspect", paired.body(paired.bob))
+    assert refused.status == 400
+    assert f"no credentials for {paired.registry.host} in workspace {WORKSPACE}" in refused.body.decode()

@@ -42,7 +42,8 @@ async def inspect(request: web.Request) -> web.Response:
         except InvalidPlatform as exc:
             raise BadRequest(f"containerPlatform: {exc}") from None
     try:
-        found = await inspect_image(request.app[keys.REGISTRY], ref, platform)
+        auth = await request.app[keys.IDENTITY].request_auth(body, ref.registry)
+        found = await inspect_image(request.app[keys.REGISTRY], ref, platform, auth=auth)
     except (ManifestUnknown, NameUnknown):
         raise BadRequest(f"containerImage {ref} does not exist in registry {ref.registry}") from None
     except augment.NoMatchingPlatform as exc:

@@ -17,6 +17,7 @@ from wave.oci import augment
 from wave.oci.mediatypes import is_index
 from wave.oci.platform import Platform
 from wave.oci.reference import ImageRef
+from wave.registry.auth import UpstreamAuth
 from wave.registry.client import Manifest, RegistryClient
 
 MAX_CONFIG_SIZE = 8 << 20
@@ -57,20 +58,22 @@ def _json(data: bytes, what: str) -> dict[str, Any]:
     return document
 
 
-async def inspect_image(client: RegistryClient, ref: ImageRef, platform: Platform | None = None) -> Inspection:
+async def inspect_image(client: RegistryClient, ref: ImageRef, platform: Platform | None = None, *,
+                        auth: UpstreamAuth | None = None) -> Inspection:
     """The image manifest and its config; for an index the index itself, and with ``platform`` also the
-    manifest and config of that platform's entry (augment.NoMatchingPlatform when it has none)."""
-    manifest = await client.get_manifest(ref)
+    manifest and config of that platform's entry (augment.NoMatchingPlatform when it has none). ``auth``: a
+    Platform user's credentials (None: wave's)."""
+    manifest = await client.get_manifest(ref, auth=auth)
     document = _json(manifest.data, f"the manifest of {ref}")
     if is_index(manifest.media_type):
         chosen = None
         if platform is not None:
             entry = augment.select_platform(manifest.data, platform)
-            chosen = await inspect_image(client, ref.with_reference(str(entry["digest"])))
+            chosen = await inspect_image(client, ref.with_reference(str(entry["digest"])), auth=auth)
         return Inspection(ref, manifest, document, platform_manifest=chosen)
     config = None
     descriptor = document.get("config")
     if isinstance(descriptor, dict) and isinstance(descriptor.get("digest"), str):
-        data = await client.get_blob(ref, descriptor["digest"], MAX_CONFIG_SIZE)
+        data = await client.get_blob(ref, descriptor["digest"], MAX_CONFIG_SIZE, auth=auth)
         config = _json(data, f"the config of {ref}")
     return Inspection(ref, manifest, document, config)
