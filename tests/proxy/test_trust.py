@@ -228,3 +228,22 @@ def test_start_up_logs_the_policy_in_one_line(wave_factory: Any, registry: Regis
         "other internal addresses refused",
     ]
 
+
+
+SPELLINGS = ["127.0.0.1", "localhost", "LOCALHOST", "127.1", "127.0.1", "2130706433", "0x7f000001", "0177.0.0.1",
+             "0.0.0.0", "0", "[::ffff:7f00:1]", "[::7f00:1]", "[::1]", "127.0.0.2", "127.255.255.254"]
+
+
+def test_every_spelling_of_loopback_in_container_image_is_refused_before_connecting(
+        wave_factory: Any, registry: Registry, canary: Canary) -> None:
+    """The sweep a hostile caller runs: each form is refused (or is no image reference at all), none connects."""
+    wave = wave_factory(trusted_hosts=(registry.host,), upstream_retries=1)
+    answers = {}
+    for host in SPELLINGS:
+        got = wave.request("POST", "/v1alpha2/container", {"containerImage": f"{host}:{canary.port}/library/x:1"})
+        answers[host] = (got.status, str(got.json()["message"]))  # type: ignore[index]
+    assert canary.connections() == 0
+    for host, (status, message) in answers.items():
+        assert status == 400, (host, message)
+        assert ("internal address" in message and "WAVE_TRUSTED_HOSTS" in message) or (
+            "not a canonical IP address" in message), (host, message)

@@ -300,6 +300,11 @@ class RegistryClient:
                 if last:
                     log.warning("upstream %s unreachable: %s", ref.registry, type(exc).__name__)
                     raise UpstreamUnavailable(f"registry {ref.registry} is unreachable") from None
+            except aiohttp.InvalidUrlClientError:  # e.g. 127.1 or 2130706433: aiohttp will not guess an address
+                where = urlsplit(url).netloc
+                subject = f"registry {ref.registry}" + (f" {how} {where}, which" if how else "")
+                raise Denied(f"{subject} is not a canonical IP address or host name; wave does not connect to "
+                             "such spellings (write the address in dotted form)") from None
             except TimeoutError:
                 if last:
                     log.warning("upstream %s timed out: %s %s", ref.registry, method, _path_of(url))
