@@ -27,6 +27,7 @@ from wave.errors import BadRequest
 from wave.oci.models import MAX_LIST, MAX_TEXT_FIELD, ContainerConfig, Layer
 from wave.oci.platform import DEFAULT_PLATFORM, InvalidPlatform, Platform, parse_platform
 from wave.oci.reference import ImageRef, InvalidReference, parse_reference, parse_repository
+from wave.units import format_size
 
 __all__ = ["Base64Text", "CondaOpts", "ContainerConfig", "Layer", "Packages", "Repository", "SpackOpts",
            "SubmitRequest", "decode_submit"]
@@ -285,10 +286,11 @@ def _digit_strings_as_numbers(fields: dict[str, Any]) -> None:
 
 
 def _check_inline_sizes(config: ContainerConfig, max_inline: int) -> None:
-    limit = max_inline * 4 // 3 + 256
+    limit = max_inline * 4 // 3 + 256  # base64 of max_inline bytes, and the data: prefix
     for i, layer in enumerate(config.layers):
         if layer.is_inline and len(layer.location) > limit:
-            raise BadRequest(f"containerConfig.layers[{i}].location is longer than {limit} characters")
+            raise BadRequest(f"containerConfig.layers[{i}]: the inline layer is larger than the limit of "
+                             f"{format_size(max_inline)} (WAVE_MAX_INLINE_LAYER_SIZE); serve it from an http(s) URL")
 
 
 def _parsed_references(fields: dict[str, Any]) -> None:
@@ -321,7 +323,7 @@ def _decode_custom(kind: type, value: Any) -> Any:
         raise ValueError("must be a string")
     if kind is Base64Text:
         if len(value) > MAX_TEXT * 4 // 3 + 4:
-            raise ValueError(f"is longer than {MAX_TEXT * 4 // 3 + 4} characters")
+            raise ValueError(f"is larger than the limit of {format_size(MAX_TEXT)} (before base64)")
         try:
             return Base64Text(base64.b64decode(value, validate=True).decode("utf-8"))
         except (binascii.Error, ValueError):

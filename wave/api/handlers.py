@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
 from wave import __version__, keys
+from wave.api.answers import ContainerAnswer
 from wave.api.schema import parse_submit
 from wave.containers import SubmitResult
 from wave.errors import ApiError, BadRequest
@@ -39,17 +41,19 @@ async def _submit(request: web.Request, *, v2: bool) -> web.Response:
 
 
 def submitted(result: SubmitResult) -> dict[str, Any]:
-    """A submit's answer as the contract spells it; absent values are left out."""
-    body = {
-        "containerToken": result.token,
-        "targetImage": result.target_image,
-        "expiration": iso_time(result.expires) if result.expires is not None else None,
-        "containerImage": result.container_image,
-        "buildId": result.build_id,
-        "cached": result.cached,
-        "freeze": result.freeze,
-    }
-    return {k: v for k, v in body.items() if v is not None}
+    """A submit's answer as the contract spells it (the model /openapi.json publishes); absent values are left
+    out."""
+    answer = ContainerAnswer(
+        container_token=result.token,
+        target_image=result.target_image,
+        expiration=iso_time(result.expires) if result.expires is not None else None,
+        container_image=result.container_image,
+        build_id=result.build_id,
+        cached=result.cached,
+        freeze=result.freeze,
+    )
+    body: dict[str, Any] = msgspec.to_builtins(answer)
+    return body
 
 
 async def container_token(request: web.Request) -> web.Response:

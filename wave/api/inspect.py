@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from wave import keys
+from wave.api.answers import InspectAnswer, InspectedImage, InspectRequest
 from wave.api.handlers import read_json
 from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError
 from wave.oci import augment
@@ -26,19 +28,20 @@ async def inspect(request: web.Request) -> web.Response:
     body: Any = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
-    image = body.get("containerImage")
-    if not isinstance(image, str) or not image:
+    if not isinstance(body.get("containerImage"), str) or not body["containerImage"]:
         raise BadRequest("containerImage is required (a string)")
     try:
-        ref = parse_reference(image)
+        asked = msgspec.convert(body, InspectRequest)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(str(exc).replace(" - at `$.", " (").replace("`", "") + ")") from None
+    try:
+        ref = parse_reference(asked.container_image)
     except InvalidReference as exc:
         raise BadRequest(f"containerImage: {exc}") from None
     platform = None
-    if body.get("containerPlatform") is not None:
-        if not isinstance(body["containerPlatform"], str):
-            raise BadRequest("containerPlatform must be a string")
+    if asked.container_platform:
         try:
-            platform = parse_platform(body["containerPlatform"])
+            platform = parse_platform(asked.container_platform)
         except InvalidPlatform as exc:
             raise BadRequest(f"containerPlatform: {exc}") from None
     try:
@@ -54,4 +57,5 @@ async def inspect(request: web.Request) -> web.Response:
         if exc.status < 500 and exc.status != 429:
             raise BadRequest(f"containerImage {ref}: {exc.message}") from None
         raise
-    return json_response({"container": found.to_json()})
+    answer = InspectAnswer(msgspec.convert(found.to_json(), InspectedImage))  # the published shape, checked
+    return json_response(msgspec.json.encode(answer))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from wave.api import handlers, inspect
+from wave.api import handlers, inspect, openapi
 
 
 def setup(app: web.Application) -> None:
@@ -12,3 +12,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/v1alpha2/container", handlers.container_v2)
     app.router.add_post("/v1alpha1/inspect", inspect.inspect)
     app.router.add_get("/service-info", handlers.service_info)
+    app.router.add_get("/openapi.json", openapi.openapi_json)
