@@ -27,9 +27,10 @@ from wave.oci import augment
 from wave.oci.layers import InvalidLayer, verify_inline_layer
 from wave.oci.mediatypes import is_index
 from wave.oci.models import ContainerConfig, Layer, uses_fusion
-from wave.oci.platform import Platform
+from wave.oci.platform import DEFAULT_PLATFORM, Platform
 from wave.oci.reference import ImageRef, parse_reference
 from wave.platform.client import PlatformError
+from wave.proxy.manifests import MAX_CONFIG_SIZE
 from wave.registry.client import RegistryClient
 from wave.tokens import ContainerRequest, TokenStore, new_token
 
@@ -183,6 +184,15 @@ class ContainerService:
         except PlatformError as exc:
             raise api_error(exc) from None
 
+    async def _check_image_platform(self, ref: ImageRef, digest: str, wanted: Platform,
+                                    auth: UpstreamAuth | None) -> None:
+        """A single-platform image is the platform asked for (explicitly, or the default one an augmentation
+        is made for): otherwise its clients would find out with "exec format error" at run time."""
+        manifest = await self._client.get_manifest(ref.with_reference(digest), auth=auth)
+        descriptor = augment.config_descriptor(manifest.data)
+        config = await self._client.get_blob(ref, descriptor["digest"], MAX_CONFIG_SIZE, auth=auth)
+        augment.check_image_platform(config, wanted)
+
     async def _check_source(self, ref: ImageRef, request: SubmitRequest,
                             identity: PlatformIdentity | None = None) -> None:
         """The image exists upstream with the requester's credentials (a Platform user's own, else wave's),
@@ -197,6 +207,9 @@ class ContainerService:
             if is_index(head.media_type) and not request.container_config.is_empty:
                 index = await self._client.get_manifest(ref.with_reference(head.digest), auth=auth)
                 augment.select_platform(index.data, request.platform)
+            elif not is_index(head.media_type) and (not request.container_config.is_empty
+                                                    or request.platform != DEFAULT_PLATFORM):
+                await self._check_image_platform(ref, head.digest, request.platform, auth)
         except (ManifestUnknown, NameUnknown):
             raise BadRequest(f"containerImage {ref} does not exist in registry {ref.registry}") from None
         except Denied as exc:

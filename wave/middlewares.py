@@ -37,8 +37,8 @@ def render_oci(request: web.Request, exc: WaveError) -> web.Response:
     headers = {**API_VERSION, **exc.headers}
     code = exc.code if isinstance(exc, RegistryError) else "UNAVAILABLE" if exc.status >= 500 else "UNKNOWN"
     detail = exc.detail if isinstance(exc, RegistryError) else None
-    body = b"" if request.method == "HEAD" else oci_body(code, exc.message, detail)
-    return json_response(body, exc.status, headers)
+    # Rendered for HEAD too: aiohttp sends no body then, but the Content-Length a GET would have.
+    return json_response(oci_body(code, exc.message, detail), exc.status, headers)
 
 
 def render_api(request: web.Request, exc: WaveError) -> web.Response:

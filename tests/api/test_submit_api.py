@@ -152,3 +152,16 @@ def test_a_container_request_is_one_store_write(wave_factory: Any, registry: Reg
         setattr(store, name, counting)
     wave.submit(body)
     assert calls == ["write_all"]
+
+
+@pytest.mark.parametrize("config", [{}, {"env": ["A=1"]}], ids=["plain", "augmented"])
+def test_a_platform_a_single_platform_image_lacks_is_a_400_naming_the_images(wave: WaveServer, registry: Registry,
+                                                                              config: dict) -> None:
+    body = {"containerImage": registry.ref("library/busybox:latest"), "containerPlatform": "linux/arm64",
+            "containerConfig": config}
+    refused = wave.request("POST", "/v1alpha2/container", body)
+    assert refused.status == 400
+    message = refused.json()["message"]  # type: ignore[index]
+    assert "linux/arm64" in message and "linux/amd64" in message, message
+    wave.submit({**body, "containerPlatform": "linux/amd64"})  # the image's own platform is accepted
+    wave.submit({**body, "containerPlatform": "linux/x86_64"})  # by any of its names

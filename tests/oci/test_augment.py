@@ -6,6 +6,7 @@ buildx-style index with attestations is built here, modelled on what Docker Hub 
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -24,7 +25,9 @@ from wave.oci.augment import (
     NoMatchingPlatform,
     augment_config,
     augment_manifest,
+    check_image_platform,
     config_descriptor,
+    point_at,
     replace_index_entry,
     select_platform,
     set_env,
@@ -634,3 +637,75 @@ def test_index_pipeline_for_arm64_leaves_the_amd64_entry_alone():
     assert new["manifests"][0] == load(index)["manifests"][0]
     assert new["manifests"][1]["digest"] == image.manifest.digest
     assert load(image.config)["architecture"] == "arm64"
+
+
+# --- embedded data: a descriptor that carries its object's bytes ------------------------------------------
+
+
+def _with_embedded_config(manifest: bytes, config: bytes) -> bytes:
+    document = load(manifest)
+    document["config"]["data"] = base64.b64encode(config).decode()
+    return orjson.dumps(document)
+
+
+def _descriptor_agrees(descriptor: dict[str, Any], blob: Blob) -> None:
+    assert descriptor["digest"] == blob.digest and descriptor["size"] == blob.size
+    if "data" in descriptor:
+        embedded = base64.b64decode(descriptor["data"], validate=True)
+        assert embedded == blob.data and sha256(embedded) == descriptor["digest"]
+
+
+@pytest.mark.parametrize(("manifest", "header", "manifest_type", "layer_type"), MANIFEST_KINDS)
+def test_embedded_config_data_is_the_new_config(manifest: bytes, header: str, manifest_type: str,
+                                                layer_type: str) -> None:
+    result = augment_manifest(_with_embedded_config(manifest, CONFIG), header, CONFIG, REQUEST)
+    descriptor = load(result.manifest)["config"]
+    assert "data" in descriptor  # kept embedded, as upstream had it
+    _descriptor_agrees(descriptor, result.config)
+
+
+def test_a_config_descriptor_without_data_gets_none() -> None:
+    result = augment_manifest(data("busybox-latest.docker-manifest.json"), DOCKER_MANIFEST, CONFIG, REQUEST)
+    assert "data" not in load(result.manifest)["config"]
+
+
+def test_embedded_manifest_data_in_an_index_entry_is_the_new_manifest() -> None:
+    index = load(data("busybox-multi-oci.oci-index.json"))
+    for entry in index["manifests"]:
+        entry["data"] = base64.b64encode(b"upstream's manifest bytes stand in here").decode()
+    raw = orjson.dumps(index)
+    new_manifest = Blob(OCI_MANIFEST, b'{"schemaVersion":2,"wave":"augmented"}')
+    result = load(replace_index_entry(raw, OCI_INDEX, AMD64_OCI, new_manifest))
+    replaced = next(e for e in result["manifests"] if e["digest"] == new_manifest.digest)
+    _descriptor_agrees(replaced, new_manifest)
+    untouched = next(e for e in result["manifests"] if e["digest"] == ARM64_OCI)
+    assert untouched == next(e for e in index["manifests"] if e["digest"] == ARM64_OCI)  # not wave's to change
+
+
+def test_point_at_sets_digest_size_and_only_existing_data() -> None:
+    blob = Blob(OCI_CONFIG, b"{}")
+    plain: dict[str, Any] = {"mediaType": OCI_CONFIG, "digest": "sha256:" + "0" * 64, "size": 9}
+    point_at(plain, blob)
+    assert plain == {"mediaType": OCI_CONFIG, "digest": blob.digest, "size": 2}
+    embedded: dict[str, Any] = {"digest": "sha256:" + "0" * 64, "size": 9, "data": "b2xk"}
+    point_at(embedded, blob)
+    _descriptor_agrees(embedded, blob)
+
+
+# --- single-platform images: the config says which platform ----------------------------------------------
+
+
+def test_a_single_platform_image_of_the_wanted_platform_passes() -> None:
+    check_image_platform(CONFIG, parse_platform("linux/amd64"))
+    check_image_platform(data("busybox-arm64.config.json"), parse_platform("linux/arm64/v8"))  # arm64 ≡ arm64/v8
+
+
+def test_a_single_platform_image_of_another_platform_names_its_own() -> None:
+    with pytest.raises(NoMatchingPlatform) as caught:
+        check_image_platform(CONFIG, parse_platform("linux/arm64"))
+    assert caught.value.available == ["linux/amd64"]
+    assert "linux/arm64" in str(caught.value) and "linux/amd64" in str(caught.value)
+
+
+def test_a_config_that_declares_no_platform_passes() -> None:
+    check_image_platform(orjson.dumps({"rootfs": {"type": "layers", "diff_ids": []}}), parse_platform("linux/arm64"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wave.oci.reference import ImageRef, InvalidReference, parse_reference, parse_repository
+from wave.oci.reference import ImageRef, InvalidReference, parse_reference, parse_repository, reference_kind
 
 SHA = "sha256:" + "a" * 64
 OTHER_SHA = "sha256:" + "b" * 64
@@ -221,3 +221,19 @@ def test_repository_refuses_tags_and_digests(text):
 def test_repository_with_uppercase_is_rejected():
     with pytest.raises(InvalidReference):
         parse_repository("localhost:5000/Builds")
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("sha256:" + "a" * 64, "digest"),
+    ("sha512:" + "b" * 128, "digest"),
+    ("latest", "tag"),
+    ("v1.2_3-rc", "tag"),
+    ("sha256:abc", "bad-digest"),  # hex too short
+    ("sha256:" + "A" * 64, "bad-digest"),  # uppercase hex
+    ("SHA256:" + "a" * 64, "bad-digest"),  # the algorithm is lowercase
+    (".INVALID_MANIFEST_NAME", "neither"),  # what the OCI conformance suite asks for
+    ("-leading-dash", "neither"),
+    ("x" * 129, "neither"),  # a tag has at most 128 characters
+])
+def test_reference_kind(text: str, kind: str) -> None:
+    assert reference_kind(text) == kind

@@ -150,7 +150,9 @@ def test_missing_manifest_and_blob_are_unknown(wave: WaveServer, registry: Regis
     assert _oci_error(wave.request("GET", target_path(answer) + "/manifests/nope")) == (404, "MANIFEST_UNKNOWN")
     blob = target_path(answer) + "/blobs/sha256:" + "0" * 64
     assert _oci_error(wave.request("GET", blob)) == (404, "BLOB_UNKNOWN")
-    assert _oci_error(wave.request("GET", target_path(answer) + "/blobs/notadigest")) == (400, "DIGEST_INVALID")
+    # Neither a digest nor a tag names nothing: unknown, as distribution answers; a malformed digest is invalid.
+    assert _oci_error(wave.request("GET", target_path(answer) + "/blobs/notadigest")) == (404, "BLOB_UNKNOWN")
+    assert _oci_error(wave.request("GET", target_path(answer) + "/blobs/sha256:abc")) == (400, "DIGEST_INVALID")
 
 
 def test_missing_image_is_a_400_that_names_it(wave: WaveServer, registry: Registry) -> None:

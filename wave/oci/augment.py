@@ -7,6 +7,7 @@ so wave can re-derive an object after its cache expired without changing any dig
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,16 @@ def config_descriptor(manifest: bytes) -> dict[str, Any]:
     return config
 
 
+def point_at(descriptor: dict[str, Any], blob: Blob) -> None:
+    """Make a descriptor describe ``blob``: its digest and size, and its bytes again where the descriptor embeds
+    them (``data``, base64 of the content, which the image spec allows). A descriptor whose ``data`` still held
+    the old object's bytes would contradict its own digest and size."""
+    descriptor["digest"] = blob.digest
+    descriptor["size"] = blob.size
+    if "data" in descriptor:
+        descriptor["data"] = base64.b64encode(blob.data).decode("ascii")
+
+
 def augment_manifest(
     manifest: bytes, media_type: str | None, config: bytes, request: ContainerConfig
 ) -> AugmentedImage:
@@ -140,8 +151,7 @@ def augment_manifest(
         raise InvalidManifest("image manifest has no config descriptor")
     config_type = descriptor.get("mediaType") or (OCI_CONFIG if is_oci(manifest_type) else DOCKER_CONFIG)
     new_config = Blob(config_type, augment_config(config, request))
-    descriptor["digest"] = new_config.digest
-    descriptor["size"] = new_config.size
+    point_at(descriptor, new_config)
     layer_type = layer_type_for(manifest_type)
     layers = document.setdefault("layers", [])
     layers.extend(
@@ -168,13 +178,23 @@ def select_platform(index: bytes, platform: Platform) -> dict[str, Any]:
     raise NoMatchingPlatform(platform, available)
 
 
+def check_image_platform(config: bytes, wanted: Platform) -> None:
+    """Raise :class:`NoMatchingPlatform` naming the image's platform when a single-platform image (its config's
+    ``os``/``architecture``/``variant``) is not ``wanted``; a config that declares no platform passes."""
+    document = load_document(config, "image config")
+    if not isinstance(document.get("os"), str) or not isinstance(document.get("architecture"), str):
+        return
+    if not (document["os"] and document["architecture"]) or wanted.matches(document):
+        return
+    raise NoMatchingPlatform(wanted, [str(platform_of(document))])
+
+
 def replace_index_entry(index: bytes, media_type: str | None, old_digest: str, manifest: Blob) -> Blob:
     """The index with one entry pointing at a new manifest; every other entry is left as upstream had it."""
     document = load_document(index, "image index")
     index_type = manifest_type_of(document, media_type)
     for entry in document.get("manifests") or []:
         if isinstance(entry, dict) and entry.get("digest") == old_digest:
-            entry["digest"] = manifest.digest
-            entry["size"] = manifest.size
+            point_at(entry, manifest)
             entry["mediaType"] = manifest.media_type
     return Blob.of(index_type, document)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from wave.oci.digest import is_digest
 
@@ -13,6 +14,22 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _HOST_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d+)?")
+
+
+ReferenceKind = Literal["digest", "tag", "bad-digest", "neither"]
+
+
+def reference_kind(reference: str) -> ReferenceKind:
+    """What a ``/manifests/<reference>`` or ``/blobs/<digest>`` path segment is.
+
+    A well-formed digest or a tag; ``bad-digest`` for a digest whose algorithm or encoding is malformed (it has
+    the ``algorithm:encoded`` shape, which no tag has: a tag never holds a colon); ``neither`` for anything else,
+    which names nothing a registry could hold, so a lookup answers "unknown" (404), as distribution does."""
+    if is_digest(reference):
+        return "digest"
+    if TAG_RE.fullmatch(reference):
+        return "tag"
+    return "bad-digest" if ":" in reference else "neither"
 
 
 class InvalidReference(ValueError):

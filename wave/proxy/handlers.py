@@ -5,10 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from wave import keys
-from wave.errors import DigestInvalid, NameUnknown, UnsupportedOperation
-from wave.oci.digest import is_digest
+from wave.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+    UnsupportedOperation,
+    UpstreamUnavailable,
+)
 from wave.oci.mediatypes import IMAGE_MANIFEST_TYPES, parse_accept
-from wave.oci.reference import TAG_RE
+from wave.oci.reference import reference_kind
+from wave.oci.tags import InvalidTagList, tag_page
 from wave.proxy.blobs import CachedFile, CachedHead, FillingBlob, RedirectBlob
 from wave.proxy.cache import API_VERSION, CachedObject
 from wave.proxy.streaming import (
@@ -39,6 +46,11 @@ async def unknown_route(request: web.Request) -> web.Response:
     raise NameUnknown(f"no such /v2 endpoint: {redact_path(request.path)[:200]}")
 
 
+async def read_only(request: web.Request) -> web.Response:
+    """The push API's upload endpoints: a resource that allows no method here (an empty ``Allow``, RFC 9110)."""
+    raise UnsupportedOperation("blob uploads are not supported: wave serves pulls only", headers={"Allow": ""})
+
+
 async def _container(request: web.Request) -> ContainerRequest:
     """The token's request, if the token is live and the path names its repository."""
     token, name = request.match_info["token"], request.match_info["name"]
@@ -54,12 +66,15 @@ async def manifest(request: web.Request) -> web.Response:
     container = await _container(request)
     reference = request.match_info["reference"]
     manifests = request.config_dict[keys.MANIFESTS]
-    if is_digest(reference):
+    kind = reference_kind(reference)
+    if kind == "digest":
         obj = await manifests.by_digest(container, reference)
-    elif TAG_RE.fullmatch(reference):
+    elif kind == "tag":
         obj = await manifests.by_tag(container, reference, parse_accept(request.headers.getall("Accept", [])))
+    elif kind == "bad-digest":
+        raise DigestInvalid(f"invalid digest {reference[:200]!r}: expected algorithm:hex, e.g. sha256:<64 hex>")
     else:
-        raise DigestInvalid(f"invalid manifest reference {reference!r}")
+        raise ManifestUnknown(f"manifest {reference[:200]!r} unknown: a reference is a digest or a tag")
     events = request.config_dict.get(keys.EVENTS)
     if events is not None and request.method == "GET" and obj.media_type in IMAGE_MANIFEST_TYPES:
         events.count_pull(container, request.get(keys.CLIENT_IP, request.remote))
@@ -69,8 +84,11 @@ async def manifest(request: web.Request) -> web.Response:
 async def blob(request: web.Request) -> web.StreamResponse:
     container = await _container(request)
     digest = request.match_info["digest"]
-    if not is_digest(digest):
-        raise DigestInvalid(f"invalid blob digest {digest!r}")
+    kind = reference_kind(digest)
+    if kind == "bad-digest":
+        raise DigestInvalid(f"invalid blob digest {digest[:200]!r}: expected algorithm:hex, e.g. sha256:<64 hex>")
+    if kind != "digest":
+        raise BlobUnknown(f"blob {digest[:200]!r} unknown: blobs are named by their digest")
     source = await request.config_dict[keys.BLOBS].open(container, digest, request.headers.get("Range"), request.method)
     if isinstance(source, RedirectBlob):
         raise web.HTTPTemporaryRedirect(source.location, headers=API_VERSION)
@@ -89,11 +107,13 @@ async def blob(request: web.Request) -> web.StreamResponse:
 
 async def tags(request: web.Request) -> web.Response:
     container = await _container(request)
-    query = {k: v for k, v in request.query.items() if k in ("n", "last")}
-    auth = await request.config_dict[keys.MANIFESTS].auth_of(container)
-    body, link = await request.config_dict[keys.REGISTRY].get_tags(container.image, query, auth=auth)
-    headers = {**API_VERSION}
-    if link:
-        headers["Link"] = link.replace(f"/v2/{container.image.repository}/",
-                                       f"/v2/wt/{container.token}/{container.image.repository}/")
-    return web.Response(body=body, content_type="application/json", headers=headers)
+    n_text, last = request.query.get("n"), request.query.get("last")
+    n = int(n_text) if n_text is not None and n_text.isdigit() else None  # anything else: no limit
+    query = {k: v for k, v in (("n", str(n) if n is not None else None), ("last", last)) if v is not None}
+    body, link = await request.config_dict[keys.REGISTRY].get_tags(container.image, query)
+    try:
+        page = tag_page(body, link, f"wt/{container.token}/{container.image.repository}", n, last)
+    except InvalidTagList as exc:
+        raise UpstreamUnavailable(f"registry {container.image.registry}: {exc}") from None
+    headers = {**API_VERSION, **({"Link": page.link} if page.link else {})}
+    return web.Response(body=page.body, content_type="application/json", headers=headers)

@@ -17,3 +17,6 @@ def setup(v2: web.Application) -> None:
     v2.router.add_get(_PREFIX + "/manifests/{reference}", handlers.manifest)
     v2.router.add_get(_PREFIX + "/blobs/{digest}", handlers.blob)
     v2.router.add_get(_PREFIX + "/tags/list", handlers.tags)
+    # Blob uploads (the push API) exist on a registry but not on this read-only proxy: 405, with no method allowed.
+    v2.router.add_route("*", _PREFIX + "/blobs/uploads/", handlers.read_only)
+    v2.router.add_route("*", _PREFIX + "/blobs/uploads/{session}", handlers.read_only)
