@@ -78,6 +78,14 @@ async def send_upstream_blob(request: web.Request, upstream: aiohttp.ClientRespo
             if name in upstream.headers:
                 response.headers[name] = upstream.headers[name]
         response.headers.setdefault("Docker-Content-Digest", digest)
+        if upstream.status == 416:
+            # Not satisfiable: no body to pass on. Upstream's own may be broken (distribution 2.x declares the
+            # blob's length and sends a line of text), and the client needs only Content-Range (bytes */size).
+            response.content_length = 0
+            response.headers.popall("Content-Type", None)
+            await response.prepare(request)
+            await response.write_eof()
+            return response
         if request.method == "HEAD":
             response.content_length = upstream.content_length
             await response.prepare(request)
