@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import logging
+import re
+import socket
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from wave.logs import JsonFormatter
-from wave.middlewares import error_middleware, render_api
-from wave.redact import redact_path
+from wave.logs import MALFORMED_BURST, JsonFormatter, install_redaction
+from wave.middlewares import error_middleware, render_api, render_oci
+from wave.redact import MAX_LINE, redact_path, redact_text
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -78,3 +82,84 @@ async def test_request_lines_are_written_in_batches_in_the_log_format(fmt: str) 
     else:
         assert written[0].endswith(" worker-2 INFO wave.access 203.0.113.7 GET /v2/ 200 0.4ms")
         assert written[1].endswith("HEAD /v2/x 404 1.0ms")
+
+
+# --- what a hostile client can make wave log ---------------------------------------------------------
+
+SECRET_BASIC = base64.b64encode(b"metrics-admin:correct-horse-battery").decode()
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        chunks = []
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("request_bytes", [
+    # an oversized Authorization header carrying a real credential
+    b"GET /v1alpha2/metrics/pulls HTTP/1.1\r\nHost: w\r\nAuthorization: Basic " + SECRET_BASIC.encode()
+    + b"=" * 0 + b"A" * 9000 + b"\r\n\r\n",
+    # an oversized URL with a token in it
+    f"GET /v2/wt/{TOKEN}/library/busybox/manifests/".encode() + b"a" * 9000 + b" HTTP/1.1\r\nHost: w\r\n\r\n",
+    # malformed request lines with a token in them
+    f"GET /v2/wt/{TOKEN}/x/manifests/latest HTTP/1.1 trailing\r\nHost: w\r\n\r\n".encode(),
+    f"GET /v2/wt/{TOKEN}/x/manifests/latest\x00 HTTP/1.1\r\nHost: w\r\n\r\n".encode(),
+    f"G\x01T /v2/wt/{TOKEN} HTTP/1.1\r\nHost: w\r\n\r\n".encode(),
+    # oversized cookies
+    b"GET / HTTP/1.1\r\nHost: w\r\nCookie: session=" + SECRET_BASIC.encode() + b"s" * 9000 + b"\r\n\r\n",
+], ids=["authorization", "long-url", "bad-version", "nul-in-path", "bad-method", "cookie"])
+def test_a_malformed_request_is_one_warning_line_without_its_bytes(wave: Any, request_bytes: bytes,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    install_redaction().malformed.window_start = -1e9  # a fresh rate-limit window for this test
+    with caplog.at_level(logging.DEBUG):
+        answer = _raw(wave.port, request_bytes)
+    assert answer.startswith(b"HTTP/1.") and b" 400 " in answer[:20]
+    text = caplog.text
+    assert "Traceback" not in text and TOKEN not in text and SECRET_BASIC[:16] not in text
+    assert "correct-horse" not in text and "sssssssss" not in text
+    lines = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(lines) <= 1 and all(r.levelno == logging.WARNING and "malformed request" in r.getMessage()
+                                   for r in lines)
+
+
+def test_a_flood_of_malformed_requests_is_logged_at_a_bounded_rate(wave: Any,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    install_redaction().malformed.window_start = -1e9
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(MALFORMED_BURST * 3):
+            _raw(wave.port, b"GET / HTTP/1.1 junk\r\n\r\n")
+    lines = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(lines) == MALFORMED_BURST
+
+
+def test_redact_text_removes_credentials_and_shortens_tokens() -> None:
+    text = redact_text(f"Authorization: Basic {SECRET_BASIC} cookie=abc; token {TOKEN} digest sha256:{'a' * 64} "
+                       f"Bearer eyJhbGciOi.x.y and /v2/wt/{TOKEN}/busybox" + "z" * 5000)
+    assert SECRET_BASIC not in text and "abc;" not in text and TOKEN not in text and "eyJhbGciOi" not in text
+    assert f"sha256:{'a' * 64}" in text and TOKEN[:8] + "…" in text
+    assert len(text) < MAX_LINE + 100
+
+
+async def test_an_unhandled_error_answers_an_error_id_and_logs_it_on_one_line(
+        aiohttp_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError(f"a bug near Authorization: Basic {SECRET_BASIC}")
+
+    for render in (render_api, render_oci):
+        app = web.Application(middlewares=[error_middleware(render)])
+        app.router.add_get("/broken", broken)
+        client = await aiohttp_client(app)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            response = await client.get("/broken")
+        assert response.status == 500 and response.content_type == "application/json"
+        error_id = re.search(r"error id ([0-9a-f]{12})", await response.text())
+        assert error_id is not None
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and error_id[1] in errors[0].getMessage() and errors[0].exc_info is None
+        assert "\n" not in errors[0].getMessage() and SECRET_BASIC not in caplog.text

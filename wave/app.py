@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from typing import Any
 
 from aiohttp import web
 
@@ -28,6 +29,7 @@ from wave.config import Settings
 from wave.containers import ContainerService
 from wave.http import AddressGuard, opened_session, policy_for
 from wave.identity import IdentityService
+from wave.logs import install_redaction
 from wave.metrics import UsageMetrics
 from wave.middlewares import client_address_middleware, error_middleware, render_api, render_oci
 from wave.oci.reference import parse_reference
@@ -91,8 +93,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             app[keys.BLOB_CACHE] = blob_cache
         app[keys.BLOBS] = BlobService(client, manifests, tokens, guard, blob_cache)
         app[keys.EVENTS] = usage
-        app[keys.CONTAINERS] = ContainerService(settings, tokens, client, builds, events=usage, identity=identity,
-                                                guard=guard)
+        app[keys.CONTAINERS] = containers = ContainerService(settings, tokens, client, builds, events=usage,
+                                                             identity=identity, guard=guard)
+        opened.callback(containers.close)
         yield
 
 
@@ -104,11 +107,25 @@ def _registry_app() -> web.Application:
     return v2
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp's per-connection options, whoever runs the app (``wave serve``, the tests' runners):
+
+    - ``keepalive_timeout``: aiohttp closes a connection that has not sent a whole request head by then,
+      from the connection's start or the previous answer: the header read timeout against slow-loris.
+    - ``handler_cancellation``: a client that hangs up cancels its handler, so its upstream connections and
+      work are released at once; work shared with other requests is shielded where it is shared.
+    - ``lingering_time``: how long an unread request body is drained before the connection is closed.
+    """
+    return {"keepalive_timeout": settings.client_header_timeout, "handler_cancellation": True,
+            "lingering_time": min(5.0, settings.client_body_timeout)}
+
+
 def create_app(settings: Settings) -> web.Application:
+    install_redaction()  # aiohttp's loggers too: its parse errors quote the request's bytes
     ops_metrics = OpsMetrics()
     app = web.Application(middlewares=[client_address_middleware(settings.trusted_proxies),
                                        ops.accounting_middleware(ops_metrics), error_middleware(render_api)],
-                          client_max_size=settings.max_request_size)
+                          client_max_size=settings.max_request_size, handler_args=server_options(settings))
     app[keys.SETTINGS] = settings
     app[keys.OPS] = ops_metrics
     app.cleanup_ctx.append(_resources)

@@ -166,6 +166,10 @@ class Settings:
     log_format: str = setting("text", "WAVE_LOG_FORMAT")  # text | json (one JSON object a line)
     trusted_proxies: tuple[str, ...] = setting((), "WAVE_TRUSTED_PROXIES", parse_networks)
     commit_id: str = setting("unknown", "WAVE_COMMIT_ID")
+    # client time budgets (slow-loris): a request head must arrive whole within this of the connection opening
+    # (or of the previous answer on a kept-alive connection), a request body within the body timeout
+    client_header_timeout: float = setting(20.0, "WAVE_CLIENT_HEADER_TIMEOUT", parse_duration)
+    client_body_timeout: float = setting(60.0, "WAVE_CLIENT_BODY_TIMEOUT", parse_duration)
 
     # tokens
     token_ttl: float = setting(12 * 3600.0, "WAVE_TOKEN_TTL", parse_duration)
@@ -188,6 +192,11 @@ class Settings:
     # loopback, nothing otherwise. WAVE_LAYER_ALLOWED_HOSTS is the older name (both lists are joined).
     layer_allowed_hosts: tuple[str, ...] = setting((), "WAVE_LAYER_ALLOWED_HOSTS", parse_trusted_hosts)
     max_request_size: int = setting(32 << 20, "WAVE_MAX_REQUEST_SIZE", parse_size)
+    # work budgets of one container request: its layers, what its inline layers may inflate to in total, and
+    # the threads that verify inline layers (bounded, so verifying cannot take every core from the event loop)
+    max_request_layers: int = setting(127, "WAVE_MAX_REQUEST_LAYERS", parse_int)
+    max_request_uncompressed: int = setting(256 << 20, "WAVE_MAX_REQUEST_UNCOMPRESSED", parse_size)
+    verify_workers: int = setting(max(1, (os.cpu_count() or 2) // 2), "WAVE_VERIFY_WORKERS", parse_int)
 
     # shared state and object storage
     redis_url: str = setting("", "WAVE_REDIS_URL", secret=True)

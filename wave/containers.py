@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from wave.identity import api_error
 from wave.locations import check_layer_location
 from wave.model import SubmitRequest
 from wave.oci import augment
-from wave.oci.layers import InvalidLayer, verify_inline_layer
+from wave.oci.layers import InvalidLayer, TooLarge, verify_inline_layer_sized
 from wave.oci.mediatypes import is_index
 from wave.oci.models import ContainerConfig, Layer, uses_fusion
 from wave.oci.platform import DEFAULT_PLATFORM, Platform
@@ -33,6 +34,7 @@ from wave.platform.client import PlatformError
 from wave.proxy.manifests import MAX_CONFIG_SIZE
 from wave.registry.client import RegistryClient
 from wave.tokens import ContainerRequest, TokenStore, new_token
+from wave.units import format_size
 
 if TYPE_CHECKING:
     from wave.builds.service import BuildService
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wave.containers")
 VERIFY_ON_LOOP = 64 << 10  # data: URLs up to this size are checked on the event loop (well under a millisecond)
+INFLATE_ON_LOOP = 256 << 10  # ... as long as they inflate to no more than this; a small bomb goes to the pool
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,10 @@ class ContainerService:
         self._events = events
         # recently checked (source, platform, credentials) -> until when
         self._checked: dict[tuple[ImageRef, Platform | None, str], float] = {}
+        self._verify_pool = ThreadPoolExecutor(max(1, settings.verify_workers), thread_name_prefix="wave-verify")
+
+    def close(self) -> None:
+        self._verify_pool.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         """Answer a container request: a token for the image (or the image built for it), or the frozen image."""
@@ -131,20 +138,54 @@ class ContainerService:
                       build_id: str | None) -> None:
         await self._events.container_requested(request, container, build_id)
 
+    async def _verify(self, layer: Layer, allowance: int) -> tuple[bytes, int]:
+        """Verify one inline layer: a small one on the loop (a thread hop costs more than hashing a few KiB)
+        unless it inflates past INFLATE_ON_LOOP, anything else on the bounded pool."""
+        limit = self._settings.max_inline_layer_size
+        if len(layer.location) <= VERIFY_ON_LOOP:
+            try:
+                return verify_inline_layer_sized(layer, limit, min(allowance, INFLATE_ON_LOOP))
+            except TooLarge:
+                if allowance <= INFLATE_ON_LOOP:
+                    raise
+        return await asyncio.get_running_loop().run_in_executor(self._verify_pool, verify_inline_layer_sized,
+                                                                layer, limit, allowance)
+
     async def _check_layers(self, request: SubmitRequest) -> list[tuple[Layer, bytes]]:
-        """Verify every layer; returns the inline layers with their bytes, to be served by digest."""
-        inline = []
-        for i, layer in enumerate(request.container_config.layers):
+        """Verify every layer; returns the inline layers with their bytes, to be served by digest.
+
+        The work is bounded per request: at most ``max_request_layers`` layers, an identical inline layer is
+        verified (and stored) once however often it is listed, and all inline layers together may inflate to
+        ``max_request_uncompressed`` bytes; inflation stops as soon as that budget is spent. Verification runs
+        on a bounded pool of threads, so requests with large layers queue there instead of on every core."""
+        settings = self._settings
+        layers = request.container_config.layers
+        if len(layers) > settings.max_request_layers:
+            raise BadRequest(f"containerConfig.layers has {len(layers)} layers: at most "
+                             f"{settings.max_request_layers} are accepted in one request")
+        inline: list[tuple[Layer, bytes]] = []
+        verified: set[Layer] = set()
+        budget = settings.max_request_uncompressed
+        per_layer = max(settings.max_inline_layer_size * 16, 64 << 20)  # as verify_inline_layer's default
+        for i, layer in enumerate(layers):
             where = f"containerConfig.layers[{i}]"
             if layer.is_inline:
+                if layer in verified:
+                    continue
+                allowance = min(budget, per_layer)
                 try:
-                    if len(layer.location) <= VERIFY_ON_LOOP:  # a thread hop costs more than hashing a few KiB
-                        data = verify_inline_layer(layer, self._settings.max_inline_layer_size)
-                    else:
-                        data = await asyncio.to_thread(verify_inline_layer, layer,
-                                                       self._settings.max_inline_layer_size)
+                    data, size = await self._verify(layer, allowance)
+                except TooLarge:
+                    if allowance < per_layer:
+                        raise BadRequest(f"{where}: the inline layers of this request inflate to more than "
+                                         f"{format_size(settings.max_request_uncompressed)}, the limit of one "
+                                         "request") from None
+                    raise BadRequest(f"{where}: the layer inflates to more than {format_size(per_layer)}, "
+                                     "the limit of one inline layer") from None
                 except InvalidLayer as exc:
                     raise BadRequest(f"{where}: {exc}") from None
+                budget -= size
+                verified.add(layer)
                 inline.append((layer, data))
             else:
                 await check_layer_location(layer.location, self._guard, f"{where}.location")

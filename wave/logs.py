@@ -19,9 +19,10 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
 from wave import keys
-from wave.redact import redact_path
+from wave.redact import redact_path, redact_text
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+MAX_PATH = 512  # characters of a path in an access line
 
 
 class _Formatter(logging.Formatter):
@@ -57,8 +58,8 @@ class JsonFormatter(logging.Formatter):
         http = getattr(record, "http", None)
         if http is not None:
             entry["http"] = http
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            entry["error"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return orjson.dumps(entry).decode()
 
 
@@ -72,6 +73,7 @@ def setup_logging(level: str, fmt: str = "text", worker: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
     text_format = FORMAT.replace("%(levelname)s", f"worker-{worker} %(levelname)s") if worker else FORMAT
     handler.setFormatter(JsonFormatter(worker) if fmt == "json" else _Formatter(text_format))
+    install_redaction(handler)
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     global _access_lines
     _access_lines = AccessLines(handler, fmt, worker)
@@ -147,9 +149,118 @@ class AccessLogger(AbstractAccessLogger):
         if request.method == "UNKNOWN":  # a client probing TLS on a plain-http port first (skopeo does)
             return
         client, path, ms = request.get(keys.CLIENT_IP, request.remote), redact_path(request.path), time * 1000
+        method = request.method
+        if len(path) > MAX_PATH or len(method) > 16 or (client and len(client) > 64):  # hostile sizes, cut
+            path, method, client = _cut(path, MAX_PATH), _cut(method, 16), _cut(client, 64) if client else client
         if _access_lines is not None and self.logger.name == "wave.access":
-            _access_lines.add(client, request.method, path, response.status, ms)
+            _access_lines.add(client, method, path, response.status, ms)
             return
-        self.logger.info("%s %s %s %d %.1fms", client, request.method, path, response.status, ms,
-                         extra={"http": {"client": client, "method": request.method, "path": path,
+        self.logger.info("%s %s %s %d %.1fms", client, method, path, response.status, ms,
+                         extra={"http": {"client": client, "method": method, "path": path,
                                          "status": response.status, "ms": round(ms, 1)}})
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# --- redaction of every log line, aiohttp's own included ---------------------------------------------
+
+MALFORMED_BURST = 10  # malformed-request lines logged per window; the rest are counted and summarised
+MALFORMED_WINDOW = 60.0
+MAX_TRACEBACK = 8000
+
+
+class _Malformed:
+    """Counts malformed requests: at most MALFORMED_BURST lines a window, then one line saying how many were
+    not logged, so a flood of garbage cannot flood the log."""
+
+    def __init__(self) -> None:
+        self.window_start = -MALFORMED_WINDOW
+        self.logged = 0
+        self.suppressed = 0
+
+    def allow(self, now: float) -> tuple[bool, int]:
+        """(log this one?, how many were suppressed before it)."""
+        if now - self.window_start >= MALFORMED_WINDOW:
+            suppressed, self.suppressed = self.suppressed, 0
+            self.window_start, self.logged = now, 1
+            return True, suppressed
+        if self.logged < MALFORMED_BURST:
+            self.logged += 1
+            return True, 0
+        self.suppressed += 1
+        return False, 0
+
+
+def _is_malformed_request(exc: BaseException | None) -> bool:
+    """A parse error of the request (its line, headers or body encoding), however aiohttp wrapped it."""
+    from aiohttp.http_exceptions import HttpProcessingError
+    from aiohttp.web_protocol import RequestPayloadError
+
+    for _ in range(4):
+        if exc is None:
+            return False
+        if isinstance(exc, HttpProcessingError | RequestPayloadError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites records before any handler sees them: the message formatted, redacted and capped, a traceback
+    redacted; aiohttp's parse errors (a malformed request line, an oversized header, a bad method) become one
+    rate-limited warning that names the peer and the kind of error, never the request's bytes or a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.malformed = _Malformed()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "wave.access":  # built from redacted, capped fields already: keep the warm path cheap
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and _is_malformed_request(exc):
+            return self._malformed_request(record, exc)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the line
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg, record.args = redact_text(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_text(_traceback_text(record), MAX_TRACEBACK)
+        return True
+
+    def _malformed_request(self, record: logging.LogRecord, exc: BaseException | None) -> bool:
+        allowed, suppressed = self.malformed.allow(time.monotonic())
+        if not allowed:
+            return False
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        more = f" ({suppressed} more since the last such line)" if suppressed else ""
+        record.msg, record.args = "malformed request from %s: %s%s", (peer, type(exc).__name__, more)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def _traceback_text(record: logging.LogRecord) -> str:
+    assert record.exc_info is not None
+    return logging.Formatter().formatException(record.exc_info)
+
+
+_FILTER = RedactingFilter()
+# aiohttp's loggers (its server logs parse errors with the offending bytes) and wave's own
+REDACTED_LOGGERS = ("aiohttp.server", "aiohttp.access", "aiohttp.web", "aiohttp.internal", "aiohttp.client",
+                    "aiohttp.websocket")
+
+
+def install_redaction(handler: logging.Handler | None = None) -> RedactingFilter:
+    """Put the redacting filter on aiohttp's loggers (records they log pass it before any handler, a test's
+    capture included) and on ``handler`` (every record that reaches the service log). Idempotent."""
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+    if handler is not None and _FILTER not in handler.filters:
+        handler.addFilter(_FILTER)
+    return _FILTER

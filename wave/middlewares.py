@@ -8,6 +8,8 @@ exceptions into responses, and a client never sees a traceback.
 from __future__ import annotations
 
 import logging
+import secrets
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +21,7 @@ from wave import keys
 from wave.addresses import client_address
 from wave.errors import ApiError, RegistryError, WaveError
 from wave.proxy.cache import API_VERSION
-from wave.redact import redact_path
+from wave.redact import redact_path, redact_text
 from wave.responses import json_response
 
 log = logging.getLogger("wave.errors")
@@ -68,13 +70,28 @@ def error_middleware(render: Renderer) -> Middleware:
             if exc.status < 400:
                 raise
             error = _as_wave_error(exc, oci)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, redact_path(request.path))
-            error = WaveError("internal error; see the service log")
+        except Exception as exc:
+            error = internal_error(request, exc, oci)
         request[keys.ERROR] = error
         return render(request, error)
 
     return middleware
+
+
+def internal_error(request: web.Request, exc: BaseException, oci: bool) -> WaveError:
+    """A bug, answered as a 500 whose message carries an error id, and logged as one line with that id (the
+    exception and where it was raised; the traceback only at debug level): an operator finds the line from
+    the id a user reports, and a client never sees internals."""
+    error_id = secrets.token_hex(6)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    log.error("unhandled error %s on %s %s: %s: %s%s", error_id, request.method, redact_path(request.path)[:512],
+              type(exc).__name__, redact_text(str(exc), 300), where)
+    log.debug("traceback of error %s", error_id, exc_info=exc)
+    message = f"internal error (error id {error_id}); the service log has the details under this id"
+    if oci:
+        return RegistryError(message, status=500, code="UNKNOWN", detail={"errorId": error_id})
+    return WaveError(message)
 
 
 def client_address_middleware(trusted: tuple[str, ...]) -> Middleware:

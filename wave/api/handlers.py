@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -20,13 +21,21 @@ from wave.units import format_size
 
 async def read_json(request: web.Request) -> object:
     """The body as JSON whatever its Content-Type says: ``curl -d`` sends JSON as a form, and users use it.
-    A body over the limit is a 413 that names the limit and its setting."""
+    A body over the limit is a 413 that names the limit and its setting; one that does not arrive within the
+    body timeout a 408; one that does not decode (its Content-Encoding) a 400."""
+    timeout = request.app[keys.SETTINGS].client_body_timeout
     try:
-        body = await request.read()
+        async with asyncio.timeout(timeout):  # a body trickled byte by byte must not hold a handler for ever
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         limit = format_size(request.app[keys.SETTINGS].max_request_size)
         raise ApiError(f"the request body is larger than the limit of {limit} (WAVE_MAX_REQUEST_SIZE); "
                        "put big layers at an http(s) URL instead of inline", status=413) from None
+    except TimeoutError:
+        raise ApiError(f"the request body did not arrive within {timeout:g}s", status=408,
+                       headers={"Connection": "close"}) from None
+    except web.RequestPayloadError as exc:  # a Content-Encoding that does not decode, a truncated chunk
+        raise BadRequest(f"the request body cannot be read: {exc}") from None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

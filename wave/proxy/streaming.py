@@ -32,7 +32,7 @@ from wave.proxy.cache import API_VERSION, CachedObject
 log = logging.getLogger("wave.proxy")
 PASSED_BLOB_HEADERS = ("Content-Length", "Content-Range", "Accept-Ranges", "Docker-Content-Digest", "ETag",
                        "Content-Type")
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")  # ASCII digits: \d also matches "²"
 BLOB_TYPE = "application/octet-stream"
 
 
@@ -408,4 +408,4 @@ async def send_filling_blob(request: web.Request, fill: Fill, reader: BinaryIO) 
         await response.write_eof()
         return response
     finally:
-        await asyncio.to_thread(reader.close)
+        reader.close()  # at once: a cancelled handler (the client hung up) cannot wait for a thread here
