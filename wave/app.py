@@ -29,6 +29,7 @@ from wave.config import Settings
 from wave.containers import ContainerService
 from wave.http import AddressGuard, opened_session, policy_for
 from wave.identity import IdentityService
+from wave.limits import Limits
 from wave.logs import install_redaction
 from wave.metrics import UsageMetrics
 from wave.middlewares import client_address_middleware, error_middleware, render_api, render_oci
@@ -93,8 +94,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             app[keys.BLOB_CACHE] = blob_cache
         app[keys.BLOBS] = BlobService(client, manifests, tokens, guard, blob_cache)
         app[keys.EVENTS] = usage
+        app[keys.LIMITS] = limits = Limits(settings, store, on_refusal=ops_metrics.limit_refused)
         app[keys.CONTAINERS] = containers = ContainerService(settings, tokens, client, builds, events=usage,
-                                                             identity=identity, guard=guard)
+                                                             identity=identity, guard=guard, limits=limits)
         opened.callback(containers.close)
         yield
 

@@ -52,6 +52,34 @@ def parse_size(value: Any) -> int:
     return size
 
 
+@dataclass(frozen=True)
+class Rate:
+    """A limit per caller: ``count`` per ``period`` seconds, shown as configured (``250/1h``)."""
+
+    count: int
+    period: float
+    text: str
+
+
+def parse_rate(value: Any) -> Rate | None:
+    """``N/period`` (``250/1h``, ``25/1d``, ``1000/1m``, ``10/30s``; ``h``, ``day`` and ``min`` alone mean one),
+    or ``off`` (also ``""``, ``0``) for no limit."""
+    if value is None or isinstance(value, Rate):
+        return value
+    text = str(value).strip().lower()
+    if text in {"", "off", "none", "0", "false", "no"}:
+        return None
+    match = re.fullmatch(r"([0-9]+)\s*/\s*([0-9]*(?:\.[0-9]+)?)\s*(s|sec|second|m|min|minute|h|hour|d|day)s?", text)
+    if not match:
+        raise ValueError(f"not a rate: {value!r} (use N/period such as 250/1h or 25/1d, or off)")
+    unit = {"s": "s", "sec": "s", "second": "s", "m": "m", "min": "m", "minute": "m", "h": "h", "hour": "h",
+            "d": "d", "day": "d"}[match[3]]
+    count, period = int(match[1]), parse_duration(f"{match[2] or '1'}{unit}")
+    if count <= 0:
+        raise ValueError(f"a rate needs a positive count: {value!r} (or off)")
+    return Rate(count, period, f"{count}/{match[2] or '1'}{unit}")
+
+
 def parse_int(value: Any) -> int:
     return int(value)
 
@@ -183,6 +211,15 @@ class Settings:
     upstream_connect_timeout: float = setting(10.0, "WAVE_UPSTREAM_CONNECT_TIMEOUT", parse_duration)
     upstream_read_timeout: float = setting(60.0, "WAVE_UPSTREAM_READ_TIMEOUT", parse_duration)
     upstream_retries: int = setting(3, "WAVE_UPSTREAM_RETRIES", parse_int)
+    # one deadline for an upstream request with all its retries, redirects and token fetches (and the body of
+    # a manifest, config or tag list); blob bodies must keep a minimum rate instead, checked every window
+    upstream_deadline: float = setting(60.0, "WAVE_UPSTREAM_DEADLINE", parse_duration)
+    upstream_min_rate: int = setting(10 << 10, "WAVE_UPSTREAM_MIN_RATE", parse_size)  # bytes per second
+    upstream_rate_window: float = setting(10.0, "WAVE_UPSTREAM_RATE_WINDOW", parse_duration)
+    upstream_connections: int = setting(256, "WAVE_UPSTREAM_CONNECTIONS", parse_int)
+    upstream_connections_per_host: int = setting(32, "WAVE_UPSTREAM_CONNECTIONS_PER_HOST", parse_int)
+    # how long "does not exist" and an upstream 5xx are remembered for a source check
+    negative_cache_ttl: float = setting(10.0, "WAVE_NEGATIVE_CACHE_TTL", parse_duration)
     resolve_cache_ttl: float = setting(30.0, "WAVE_RESOLVE_CACHE_TTL", parse_duration)
     trusted_hosts: tuple[str, ...] = setting((), "WAVE_TRUSTED_HOSTS", parse_trusted_hosts)
 
@@ -221,6 +258,7 @@ class Settings:
     build_timeout: float = setting(15 * 60.0, "WAVE_BUILD_TIMEOUT", parse_duration)
     build_workspace: Path = setting(Path(""), "WAVE_BUILD_WORKSPACE", Path)  # default: <state_dir>/builds
     local_builder: str = setting("auto", "WAVE_LOCAL_BUILDER")  # auto | buildah | docker
+    build_isolation: str = setting("oci", "WAVE_BUILD_ISOLATION")  # oci (own network and PID namespace) | chroot
     docker_host: str = setting("", "WAVE_DOCKER_HOST")
     conda_image: str = setting("mambaorg/micromamba:1.5.10-noble", "WAVE_CONDA_IMAGE")
     conda_base_packages: str = setting("conda-forge::procps-ng", "WAVE_CONDA_BASE_PACKAGES")
@@ -238,6 +276,13 @@ class Settings:
     k8s_node_selectors: Mapping[str, str] = setting({}, "WAVE_K8S_NODE_SELECTORS", parse_mapping)
     k8s_cpu: str = setting("1", "WAVE_K8S_BUILD_CPU")
     k8s_memory: str = setting("2Gi", "WAVE_K8S_BUILD_MEMORY")
+
+    # limits per caller (wave.limits): N/period or off; a pull is a container request or a manifest request
+    rate_limit_anon_pulls: Rate | None = setting(None, "WAVE_RATE_LIMIT_ANON_PULLS", parse_rate)
+    rate_limit_anon_builds: Rate | None = setting(None, "WAVE_RATE_LIMIT_ANON_BUILDS", parse_rate)
+    rate_limit_user_pulls: Rate | None = setting(None, "WAVE_RATE_LIMIT_USER_PULLS", parse_rate)
+    rate_limit_user_builds: Rate | None = setting(None, "WAVE_RATE_LIMIT_USER_BUILDS", parse_rate)
+    allow_anonymous: bool = setting(True, "WAVE_ALLOW_ANONYMOUS", parse_bool)
 
     # metrics
     metrics_accounts: Mapping[str, str] = setting({}, "WAVE_METRICS_ACCOUNTS", parse_accounts, secret=True,
@@ -332,6 +377,8 @@ def _validated(settings: Settings) -> Settings:
         raise ConfigError(f"WAVE_BUILD_LAUNCHER must be local or kubernetes, not {settings.build_launcher!r}")
     if settings.log_format not in {"text", "json"}:
         raise ConfigError(f"WAVE_LOG_FORMAT must be text or json, not {settings.log_format!r}")
+    if settings.build_isolation not in {"oci", "chroot"}:
+        raise ConfigError(f"WAVE_BUILD_ISOLATION must be oci or chroot, not {settings.build_isolation!r}")
     if settings.local_builder not in {"auto", "buildah", "docker"}:
         raise ConfigError(f"WAVE_LOCAL_BUILDER must be auto, buildah or docker, not {settings.local_builder!r}")
     if not 0 < settings.port < 65536:

@@ -8,6 +8,7 @@ answers a :class:`SubmitResult`, which the API renders as JSON.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import logging
 import time
@@ -19,9 +20,10 @@ from msgspec.structs import replace
 
 from wave.builds.service import BuildOwner
 from wave.config import Settings
-from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError
+from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError, WaveError
 from wave.http import AddressGuard
 from wave.identity import api_error
+from wave.limits import Limits, caller_identity, user_key
 from wave.locations import check_layer_location
 from wave.model import SubmitRequest
 from wave.oci import augment
@@ -71,10 +73,13 @@ def _without_inline_data(config: ContainerConfig) -> ContainerConfig:
     return replace(config, layers=layers)
 
 
+_CheckKey = tuple[ImageRef, Platform | None, str]  # what, for which platform, whose credentials
+
+
 class ContainerService:
     def __init__(self, settings: Settings, tokens: TokenStore, client: RegistryClient,
                  builds: BuildService, events: UsageMetrics, identity: IdentityService | None = None, *,
-                 guard: AddressGuard) -> None:
+                 guard: AddressGuard, limits: Limits | None = None) -> None:
         self._settings = settings
         self._identity = identity
         self._guard = guard  # where a layer location may send clients
@@ -83,8 +88,24 @@ class ContainerService:
         self._builds = builds
         self._events = events
         # recently checked (source, platform, credentials) -> until when
-        self._checked: dict[tuple[ImageRef, Platform | None, str], float] = {}
+        self._checked: dict[_CheckKey, float] = {}
+        self._limits = limits
+        self._failed: dict[_CheckKey, tuple[float, WaveError]] = {}  # negative answers -> until when
+        self._flights: dict[_CheckKey, asyncio.Future[None]] = {}  # checks running now
         self._verify_pool = ThreadPoolExecutor(max(1, settings.verify_workers), thread_name_prefix="wave-verify")
+
+    async def _count_caller(self, request: SubmitRequest, identity: PlatformIdentity | None) -> None:
+        """Limits per caller: anonymous callers may be refused (401); each request counts as a pull, and as a
+        build when it asks for one (429 past a limit). A dry run is not counted."""
+        if self._limits is None:
+            return
+        caller = caller_identity(request.client_ip, user_key(identity))
+        self._limits.admit(caller, request.platform_credentials)
+        if request.dry_run:
+            return
+        await self._limits.count("pulls", caller)
+        if request.is_build or request.freeze:
+            await self._limits.count("builds", caller)
 
     def close(self) -> None:
         self._verify_pool.shutdown(wait=False, cancel_futures=True)
@@ -94,6 +115,7 @@ class ContainerService:
         identity = await self._resolve_identity(request)
         if identity is not None:
             request = replace(request, user_email=identity.email)
+        await self._count_caller(request, identity)
         inline_layers = await self._check_layers(request)
         build_id, cached = None, None
         if request.is_build or request.freeze:
@@ -237,12 +259,37 @@ class ContainerService:
     async def _check_source(self, ref: ImageRef, request: SubmitRequest,
                             identity: PlatformIdentity | None = None) -> None:
         """The image exists upstream with the requester's credentials (a Platform user's own, else wave's),
-        and has the platform an augmentation needs."""
+        and has the platform an augmentation needs.
+
+        Identical checks share one upstream check while it runs (single flight; a caller that hangs up does
+        not cancel it for the others), a success is remembered for ``resolve_cache_ttl`` and a "does not
+        exist" or an upstream 5xx for ``negative_cache_ttl``: a burst of requests for a missing image, or
+        against a failing registry, costs upstream one check, not one each."""
         auth = await self._source_auth(ref, identity)
         who = auth.id if auth is not None else "static"
-        key = (ref, request.platform if not request.container_config.is_empty else None, who)
-        if self._checked.get(key, 0.0) > time.monotonic():
+        key: _CheckKey = (ref, request.platform if not request.container_config.is_empty else None, who)
+        now = time.monotonic()
+        if self._checked.get(key, 0.0) > now:
             return
+        failed = self._failed.get(key)
+        if failed is not None:
+            if failed[0] > now:
+                raise copy.copy(failed[1])
+            del self._failed[key]
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._check_upstream(ref, request, auth, key))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        await asyncio.shield(flight)
+
+    def _landed(self, key: _CheckKey, flight: asyncio.Future[None]) -> None:
+        self._flights.pop(key, None)
+        if not flight.cancelled():
+            flight.exception()  # retrieved: every waiter may have hung up
+
+    async def _check_upstream(self, ref: ImageRef, request: SubmitRequest, auth: UpstreamAuth | None,
+                              key: _CheckKey) -> None:
         try:
             head = await self._client.head_manifest(ref, auth=auth)
             if is_index(head.media_type) and not request.container_config.is_empty:
@@ -252,7 +299,7 @@ class ContainerService:
                                                     or request.platform != DEFAULT_PLATFORM):
                 await self._check_image_platform(ref, head.digest, request.platform, auth)
         except (ManifestUnknown, NameUnknown):
-            raise BadRequest(f"containerImage {ref} does not exist in registry {ref.registry}") from None
+            self._remember_failure(key, BadRequest(f"containerImage {ref} does not exist in registry {ref.registry}"))
         except Denied as exc:
             raise BadRequest(f"containerImage {ref}: {exc.message}") from None
         except augment.NoMatchingPlatform as exc:
@@ -262,7 +309,16 @@ class ContainerService:
         except RegistryError as exc:
             if exc.status < 500 and exc.status != 429:
                 raise BadRequest(f"containerImage {ref}: {exc.message}") from None
+            if exc.status >= 500:
+                self._remember_failure(key, exc)
             raise
         self._checked[key] = time.monotonic() + self._settings.resolve_cache_ttl
         if len(self._checked) > 4096:
             self._checked.pop(next(iter(self._checked)))
+
+    def _remember_failure(self, key: _CheckKey, error: WaveError) -> None:
+        """Remember a negative answer briefly, and raise it."""
+        self._failed[key] = (time.monotonic() + self._settings.negative_cache_ttl, error)
+        if len(self._failed) > 4096:
+            self._failed.pop(next(iter(self._failed)))
+        raise copy.copy(error)

@@ -70,3 +70,5 @@ Denied = _registry_error("Denied", "DENIED", 403)
 UnsupportedOperation = _registry_error("UnsupportedOperation", "UNSUPPORTED", 405)
 TooManyRequests = _registry_error("TooManyRequests", "TOOMANYREQUESTS", 429)
 UpstreamUnavailable = _registry_error("UpstreamUnavailable", "UNAVAILABLE", 502)
+# wave's own limit per caller (wave.limits), apart from TooManyRequests, which an upstream answered
+RateLimited = _registry_error("RateLimited", "TOOMANYREQUESTS", 429)

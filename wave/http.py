@@ -173,7 +173,8 @@ def policy_for(settings: Settings) -> AddressPolicy:
 
 
 def create_client_session(settings: Settings, guard: AddressGuard, *,
-                          timeout: aiohttp.ClientTimeout | None = None, limit: int = 256) -> aiohttp.ClientSession:
+                          timeout: aiohttp.ClientTimeout | None = None,
+                          limit: int | None = None) -> aiohttp.ClientSession:
     """The aiohttp session for every outbound request wave makes (registries, realms, redirects, layer
     downloads, the Seqera Platform): its connector enforces the address policy at connect time. Create it
     once per process (``wave.app`` does, as ``keys.HTTP``) and close it on shutdown; pass per-request timeouts
@@ -182,7 +183,9 @@ def create_client_session(settings: Settings, guard: AddressGuard, *,
         timeout = aiohttp.ClientTimeout(total=None, connect=settings.upstream_connect_timeout,
                                         sock_connect=settings.upstream_connect_timeout,
                                         sock_read=settings.upstream_read_timeout)
-    connector = GuardedConnector(guard, limit=limit, ttl_dns_cache=60)
+    # limit_per_host: one slow registry cannot hold every connection while the others wait for one
+    connector = GuardedConnector(guard, limit=limit or settings.upstream_connections, ttl_dns_cache=60,
+                                 limit_per_host=settings.upstream_connections_per_host)
     return aiohttp.ClientSession(timeout=timeout, auto_decompress=False, connector=connector)
 
 

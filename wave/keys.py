@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from wave.containers import ContainerService
     from wave.errors import WaveError
     from wave.identity import IdentityService
+    from wave.limits import Limits
     from wave.metrics import UsageMetrics
     from wave.platform.pairing import PairingStore
     from wave.platform.tunnel import Tunnels
@@ -38,6 +39,7 @@ MANIFESTS: web.AppKey[ManifestService] = web.AppKey("manifests")
 BLOBS: web.AppKey[BlobService] = web.AppKey("blobs")
 BLOB_CACHE: web.AppKey[BlobCache] = web.AppKey("blob_cache")  # only when WAVE_BLOB_CACHE is set
 CONTAINERS: web.AppKey[ContainerService] = web.AppKey("containers")
+LIMITS: web.AppKey[Limits] = web.AppKey("limits")  # per caller, counted in the store
 BUILDS: web.AppKey[BuildService] = web.AppKey("builds")
 STORAGE: web.AppKey[ObjectStorage] = web.AppKey("storage")
 EVENTS: web.AppKey[UsageMetrics] = web.AppKey("events")  # usage metrics: pulls, requests, builds

@@ -38,6 +38,7 @@ class OpsMetrics:
         self.latency: defaultdict[str, Histogram] = defaultdict(Histogram)  # family
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)  # code, status
         self.builds: defaultdict[str, int] = defaultdict(int)  # launched | succeeded | failed
+        self.limit_refusals: defaultdict[str, int] = defaultdict(int)  # anon_pulls | anon_builds | user_…
         self.cache: defaultdict[tuple[str, str], int] = defaultdict(int)  # cache, hit | miss
         self.blob_cache: defaultdict[str, int] = defaultdict(int)  # event -> count (blob_cache_event)
 
@@ -51,6 +52,10 @@ class OpsMetrics:
 
     def build_state(self, state: str) -> None:
         self.builds[state] += 1
+
+    def limit_refused(self, limit: str) -> None:
+        """A request refused by a limit per caller (``anon_pulls``, ``user_builds``, …)."""
+        self.limit_refusals[limit] += 1
 
     def cache_lookup(self, cache: str, hit: bool) -> None:
         """A hook for caches (e.g. ``ObjectCache.get``): one call per look-up."""
@@ -81,6 +86,8 @@ class OpsMetrics:
                 [((("code", c), ("status", s)), n) for (c, s), n in sorted(self.upstream_errors.items())])
         _family(out, "wave_builds_total", "counter", "Builds that reached each state on this replica",
                 [((("state", s),), n) for s, n in sorted(self.builds.items())])
+        _family(out, "wave_rate_limit_refusals_total", "counter", "Requests refused by a limit per caller, by limit",
+                [((("limit", k),), n) for k, n in sorted(self.limit_refusals.items())])
         _family(out, "wave_cache_lookups_total", "counter", "Cache look-ups by cache and result",
                 [((("cache", c), ("result", r)), n) for (c, r), n in sorted(self.cache.items())])
         if self.blob_cache:

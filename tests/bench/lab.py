@@ -31,6 +31,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
 
+# The bench measures wave, not its limits per caller: every one is off for its runs, whatever the environment says.
+BENCH_LIMITS_OFF = {f"WAVE_RATE_LIMIT_{name}": "off" for name in ("ANON_PULLS", "ANON_BUILDS", "USER_PULLS",
+                                                                   "USER_BUILDS")}
+
 # What every augmented benchmark request injects: a small inline layer and a new environment and command.
 HELLO = make_layer({"opt/wave/hello.txt": "hello from an injected layer\n",
                     "opt/wave/bin/greet": "#!/bin/sh\necho \"greetings, $WHO\"\n"})
@@ -68,7 +72,8 @@ class WaveProcess:
 
     def start(self) -> WaveProcess:
         self.port = free_port()
-        env = {**os.environ, "WAVE_STATE_DIR": str(self.state_dir), "WAVE_SERVER_URL": self.url, **self.env}
+        env = {**os.environ, "WAVE_STATE_DIR": str(self.state_dir), "WAVE_SERVER_URL": self.url,
+               **BENCH_LIMITS_OFF, **self.env}
         env.pop("WAVE_CONFIG", None)
         argv = [sys.executable, "-m", "wave", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = _Child("wave", argv, self.log, env, self.source)

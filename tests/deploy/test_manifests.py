@@ -372,3 +372,16 @@ def test_dockerfile_copies_everything_pip_install_needs() -> None:
     assert needed <= copied
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
     assert all(f"!{name}" in ignore or f"!{name}/" in ignore for name in needed), "kept out of the context"
+
+
+def test_deploy_sets_the_reference_limits_per_caller() -> None:
+    """Anonymous 250 pulls/h and 25 builds/day, Platform users 1000 pulls/min and 100 builds/h."""
+    secret = find("Secret", "wave-secrets")
+    env = {**config(), **{k: v for k, v in secret["stringData"].items() if k.startswith("WAVE_")}}
+    settings = load_settings(environ=env)
+    limits = {name: (rate.count, rate.period) for name, rate in (
+        ("anon_pulls", settings.rate_limit_anon_pulls), ("anon_builds", settings.rate_limit_anon_builds),
+        ("user_pulls", settings.rate_limit_user_pulls), ("user_builds", settings.rate_limit_user_builds),
+    ) if rate is not None}
+    assert limits == {"anon_pulls": (250, 3600), "anon_builds": (25, 86400), "user_pulls": (1000, 60),
+                      "user_builds": (100, 3600)}

@@ -38,6 +38,7 @@ Mode = Literal["normal", "unavailable", "stall", "trickle"]
 class Script:
     mode: Mode = "normal"
     retry_after: str | None = None  # sent with 503s
+    unavailable_for: int = 0  # in mode "normal", the first this many manifest requests are answered 503 anyway
     trickle_interval: float = 0.5  # seconds between the bytes of a trickled body
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     release: threading.Event = field(default_factory=threading.Event)  # ends stalls
@@ -79,11 +80,16 @@ class ScriptedRegistry(BackgroundApp):
         script = self.script
         if request.path in ("/v2", "/v2/"):
             return web.json_response({})
-        if script.mode == "unavailable":
+        if script.mode == "unavailable" or (kind == "manifest" and script.unavailable_for > 0):
+            script.unavailable_for -= 1
             headers = {"Retry-After": script.retry_after} if script.retry_after else {}
             return web.Response(status=503, text="unavailable", headers=headers)
-        if script.mode == "stall":
-            await asyncio.get_running_loop().run_in_executor(None, script.release.wait, 60)
+        if script.mode == "stall":  # answer nothing until released, and count the clients that give up
+            while not script.release.is_set():
+                if request.transport is None or request.transport.is_closing():
+                    self._count(request.method, "gone")
+                    return web.Response(status=499)
+                await asyncio.sleep(0.02)
         body, media_type, digest = self._find(request.path)
         if body is None:
             code = "BLOB_UNKNOWN" if kind == "blob" else "MANIFEST_UNKNOWN"

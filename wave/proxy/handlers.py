@@ -13,6 +13,7 @@ from wave.errors import (
     UnsupportedOperation,
     UpstreamUnavailable,
 )
+from wave.limits import caller_identity, user_key
 from wave.oci.mediatypes import IMAGE_MANIFEST_TYPES, parse_accept
 from wave.oci.reference import reference_kind
 from wave.oci.tags import InvalidTagList, tag_page
@@ -70,6 +71,10 @@ async def manifest(request: web.Request) -> web.Response:
     if kind == "digest":
         obj = await manifests.by_digest(container, reference)
     elif kind == "tag":
+        limits = request.config_dict[keys.LIMITS]
+        if limits.pulls_limited and request.method == "GET":  # a pull starts here; off costs nothing
+            caller = caller_identity(request.get(keys.CLIENT_IP, request.remote), user_key(container.identity))
+            await limits.count("pulls", caller)
         obj = await manifests.by_tag(container, reference, parse_accept(request.headers.getall("Accept", [])))
     elif kind == "bad-digest":
         raise DigestInvalid(f"invalid digest {reference[:200]!r}: expected algorithm:hex, e.g. sha256:<64 hex>")

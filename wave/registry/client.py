@@ -9,10 +9,15 @@ refusal into an error that says which host was refused and why (the registry its
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import email.utils
+import functools
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
@@ -44,6 +49,7 @@ log = logging.getLogger("wave.registry")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_MANIFEST_SIZE = 4 << 20
 MAX_REDIRECTS = 3
+MAX_RETRY_AFTER = 5.0  # seconds wave waits for an upstream outside any deadline
 MAX_TAGS_SIZE = 16 << 20
 MAX_TOKEN_SIZE = 1 << 20
 MAX_REGISTRIES = 1024  # challenges remembered; registries are chosen by users, so the memory is bounded
@@ -66,6 +72,25 @@ class ManifestHead:
     digest: str
     media_type: str
     size: int
+
+
+# The deadline (event loop time) of the upstream operation this task is in: set by the outermost operation, so
+# retries, redirects and token fetches inside it share one budget instead of multiplying it.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("upstream_deadline", default=None)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _deadlined(method: Callable[Concatenate[RegistryClient, ImageRef, P], Awaitable[T]],
+               ) -> Callable[Concatenate[RegistryClient, ImageRef, P], Awaitable[T]]:
+    """The operation, everything it sends and the body it reads, within one ``upstream_deadline``."""
+
+    @functools.wraps(method)
+    async def within(self: RegistryClient, ref: ImageRef, *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._within_deadline(ref):
+            return await method(self, ref, *args, **kwargs)
+
+    return within
 
 
 class RegistryClient:
@@ -102,12 +127,13 @@ class RegistryClient:
                                                 manifest.digest, manifest.data)
         return manifest
 
+    @_deadlined
     async def _get_manifest(self, ref: ImageRef, accept: Sequence[str], auth: UpstreamAuth) -> Manifest:
         response = await self._request("GET", ref, f"manifests/{ref.reference}", {"Accept": ", ".join(accept)},
                                        follow=True, auth=auth)
         async with response:
             self._raise_for_status(response, ref, "manifest", auth=auth)
-            data = await read_capped(response, MAX_MANIFEST_SIZE)
+            data = await self._read(response, MAX_MANIFEST_SIZE, ref)
         if data is None:
             raise ManifestInvalid(f"manifest of {ref} is larger than {format_size(MAX_MANIFEST_SIZE)}")
         try:
@@ -134,6 +160,7 @@ class RegistryClient:
                 raise
             return ManifestHead(stale[1], stale[0], len(stale[2]))
 
+    @_deadlined
     async def _head_manifest(self, ref: ImageRef, accept: Sequence[str], auth: UpstreamAuth) -> ManifestHead:
         response = await self._request("HEAD", ref, f"manifests/{ref.reference}", {"Accept": ", ".join(accept)},
                                        follow=True, auth=auth)
@@ -171,17 +198,19 @@ class RegistryClient:
         await self._last_good.remember_blob(self.scope(ref, auth), digest, data)
         return data
 
+    @_deadlined
     async def _get_blob(self, ref: ImageRef, digest: str, max_size: int, auth: UpstreamAuth) -> bytes:
         response = await self._request("GET", ref, f"blobs/{digest}", {}, follow=True, auth=auth)
         async with response:
             self._raise_for_status(response, ref, "blob", digest, auth=auth)
-            data = await read_capped(response, max_size)
+            data = await self._read(response, max_size, ref)
         if data is None:
             raise ManifestInvalid(f"config blob {digest} of {ref} is larger than {format_size(max_size)}")
         if digest.startswith("sha256:") and sha256_digest(data) != digest:
             raise DigestInvalid(f"upstream sent blob {digest} of {ref} with another digest")
         return data
 
+    @_deadlined  # until the answer's headers: its body keeps a minimum rate instead
     async def open_blob(self, ref: ImageRef, digest: str, range_header: str | None,
                         method: str = "GET", *, follow: bool = False,
                         auth: UpstreamAuth | None = None) -> aiohttp.ClientResponse:
@@ -212,6 +241,7 @@ class RegistryClient:
         user's, or wave's). What one scope was shown (a blob, a manifest) is not evidence for another."""
         return f"{ref.registry}/{ref.repository}@{(auth or self.static_auth(ref)).id}"
 
+    @_deadlined
     async def get_tags(self, ref: ImageRef, query: dict[str, str], *,
                        auth: UpstreamAuth | None = None) -> tuple[bytes, str | None]:
         auth = auth or self.static_auth(ref)
@@ -219,12 +249,41 @@ class RegistryClient:
         response = await self._request("GET", ref, path, {}, follow=True, auth=auth)
         async with response:
             self._raise_for_status(response, ref, "tags", auth=auth)
-            data = await read_capped(response, MAX_TAGS_SIZE)
+            data = await self._read(response, MAX_TAGS_SIZE, ref)
             if data is None:
                 raise UpstreamUnavailable(f"the tag list of {ref.registry}/{ref.repository} is too large")
             return data, response.headers.get("Link")
 
     # --- plumbing -----------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _within_deadline(self, ref: ImageRef) -> AsyncIterator[None]:
+        """One deadline (``upstream_deadline``) for an operation with everything it sends; nested operations
+        (a token fetch, a HEAD falling back to a GET) share the outermost one."""
+        if _DEADLINE.get() is not None:
+            yield
+            return
+        budget = self._settings.upstream_deadline
+        deadline = asyncio.get_running_loop().time() + budget
+        token = _DEADLINE.set(deadline)
+        try:
+            async with asyncio.timeout_at(deadline):
+                yield
+        except TimeoutError:
+            log.warning("upstream %s: no answer within the deadline of %gs", ref.registry, budget)
+            raise UpstreamUnavailable(f"registry {ref.registry} did not answer within {budget:g}s",
+                                      status=504) from None
+        finally:
+            _DEADLINE.reset(token)
+
+    async def _read(self, response: aiohttp.ClientResponse, limit: int, ref: ImageRef) -> bytes | None:
+        try:
+            return await read_capped(response, limit, self._settings.upstream_min_rate,
+                                     self._settings.upstream_rate_window)
+        except TooSlow as exc:
+            log.warning("upstream %s: %s", ref.registry, exc)
+            raise UpstreamUnavailable(f"registry {ref.registry} sends too slowly: {exc}", status=504) from None
+
 
     def _base_url(self, ref: ImageRef) -> str:
         host = ref.endpoint
@@ -316,12 +375,23 @@ class RegistryClient:
             else:
                 if response.status not in RETRY_STATUSES or last:
                     return response
-                retry_after = response.headers.get("Retry-After", "")
+                delay = max(0.1 * 2**attempt, retry_after_seconds(response.headers.get("Retry-After")))
+                if not self._fits_deadline(delay):  # upstream's answer stands: waiting would miss the deadline
+                    return response
                 response.release()
-                if retry_after.isdigit() and int(retry_after) > 5:
-                    raise TooManyRequests(f"registry {ref.registry} asks to retry after {retry_after}s")
-            await asyncio.sleep(0.1 * 2**attempt)
+                await asyncio.sleep(delay)
+                continue
+            delay = 0.1 * 2**attempt
+            if not self._fits_deadline(delay):
+                raise UpstreamUnavailable(f"registry {ref.registry} is unreachable", status=504)
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _fits_deadline(self, delay: float) -> bool:
+        deadline = _DEADLINE.get()
+        if deadline is None:  # outside an operation (never in practice): the cap of wave's own waits
+            return delay <= MAX_RETRY_AFTER
+        return asyncio.get_running_loop().time() + delay < deadline
 
     async def _authorization(self, ref: ImageRef, auth: UpstreamAuth, fresh: bool) -> str | None:
         creds = auth.credentials
@@ -392,17 +462,51 @@ class RegistryClient:
         raise error
 
 
-async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, or None once it passes ``limit`` bytes (whatever Content-Length says, or omits)."""
+class TooSlow(Exception):
+    """An upstream body arrives below the minimum transfer rate."""
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """``Retry-After`` as seconds (a number of seconds or an HTTP date); 0 when absent or unreadable."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(min(int(value), 86400))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, min(when.timestamp() - time.time(), 86400.0))
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int, min_rate: float = 0,
+                      window: float = 10.0) -> bytes | None:
+    """The whole body, or None once it passes ``limit`` bytes (whatever Content-Length says, or omits).
+
+    With ``min_rate`` (bytes/s), every ``window`` seconds must bring ``min_rate * window`` bytes (or the end):
+    an upstream that trickles a byte at a time is cut after one window (TooSlow), not after the read timeout
+    of every single byte."""
     if (response.content_length or 0) > limit:
         return None
-    chunks, total = [], 0
-    async for chunk in response.content.iter_chunked(1 << 16):
-        total += len(chunk)
-        if total > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    chunks: list[bytes] = []
+    total = 0
+    quota = int(min_rate * window)
+    while True:
+        got = 0
+        try:
+            async with asyncio.timeout(window if quota else None):
+                while not quota or got < quota:
+                    chunk = await response.content.read(1 << 16)
+                    if not chunk:
+                        return b"".join(chunks)
+                    got += len(chunk)
+                    total += len(chunk)
+                    if total > limit:
+                        return None
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise TooSlow(f"{got} bytes in {window:g}s, below the minimum of {min_rate:g} bytes/s") from None
 
 
 def _path_of(url: str) -> str:

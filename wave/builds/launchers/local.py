@@ -1,5 +1,5 @@
-"""Builds on this machine: buildah (rootless-friendly: chroot isolation, vfs storage under the state
-directory) or a docker daemon when one is configured. Builds OCI images only: no singularity here.
+"""Builds on this machine: buildah (RUN steps in their own network and PID namespaces through runc, vfs storage
+under the state directory) or a docker daemon when one is configured. Builds OCI images only: no singularity here.
 
 A failed build's reason is the cause in one line (``could not pull base image X: …``), read from the
 builder's own ``Error:`` line, since an exit status alone tells a user nothing. With a cache repository,
@@ -148,6 +148,16 @@ class LocalLauncher:
         root = Path(self._settings.state_dir) / "buildah"
         return ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"), "--storage-driver", "vfs"]
 
+    def isolation(self) -> list[str]:
+        """How RUN steps are isolated. ``oci`` (the default; runc): their own network namespace (a private
+        bridge with outbound NAT: no host loopback), PID, IPC and UTS namespaces, so a step cannot reach a
+        service listening on the host's loopback nor see the host's processes. ``chroot`` shares the host's
+        network and PID namespace: only for machines without an OCI runtime, where builds are trusted."""
+        if self._settings.build_isolation == "chroot":
+            return ["--isolation", "chroot"]
+        return ["--isolation", "oci", "--network", "private", "--pid", "private", "--ipc", "private",
+                "--uts", "private"]
+
     def _buildah(self, job: BuildJob, auth: Path | None) -> tuple[list[tuple[str, list[str]]], list[str]]:
         base = self._buildah_base()
         authfile = ["--authfile", str(auth)] if auth else []
@@ -156,7 +166,7 @@ class LocalLauncher:
             cache = ["--layers", "--cache-to", job.cache_repository, "--cache-from", job.cache_repository]
         # --pull=always: the storage is shared by every build, and a base image one user's credentials pulled
         # must not serve another user's build from the local store (each build proves its own access)
-        bud = [*base, "bud", "--isolation", "chroot", "--pull=always", "--platform", job.platform, *authfile, *cache,
+        bud = [*base, "bud", *self.isolation(), "--pull=always", "--platform", job.platform, *authfile, *cache,
                "-f", str(job.workdir / job.build_file), "-t", job.target_image, str(job.context_dir)]
         push = [*base, "push", *authfile, job.target_image]
         return [("build", bud), ("push", push)], [*base, "rmi", "-f", job.target_image]
