@@ -72,7 +72,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         opened.push_async_callback(tunnels.close)
         seal_secret = settings.secret_key or await asyncio.to_thread(local_secret,
                                                                      str(settings.state_dir / "secret.key"))
-        platform = PlatformClient(DirectTransport(app[keys.HTTP], settings.platform_timeout), tunnels)
+        platform = PlatformClient(DirectTransport(app[keys.HTTP], settings.platform_timeout), tunnels,
+                                  store=store, secret_key=settings.secret_key)
         app[keys.IDENTITY] = identity = IdentityService(settings, platform, pairings, client.static_credentials,
                                                         seal_secret)
         tokens = TokenStore(store, getattr(store, "revisions", None))  # embedded: revocations seen in memory

@@ -56,3 +56,23 @@ def test_the_replica_without_the_socket_calls_platform_through_the_one_holding_i
             if kind == b"hash" else b""
         for secret in (REG_PASSWORD.encode(), alice.access_token.encode(), b"PRIVATE KEY"):
             assert secret not in (value or b""), f"{key!r} holds a secret in plain text"
+
+
+def test_a_token_refreshed_on_one_replica_serves_the_other(
+        wave_factory: Any, platform: FakePlatform, basic_registry: Registry, shared_redis: redis.Redis) -> None:
+    """Platform rotates the refresh token: the second replica must use the pair the first one got, not
+    refresh again with the old refresh token (which Platform now refuses)."""
+    settings = {"platform_endpoints": (platform.endpoint,), "redis_url": SHARED, "secret_key": SECRET}
+    first, second = wave_factory(**settings), wave_factory(**settings)
+    platform.pair(first.url)
+    alice = platform.add_user("alice", "alice@example.org")
+    platform.add_credentials(alice, basic_registry.host, REG_USER, REG_PASSWORD)
+    body = {"containerImage": basic_registry.ref("library/busybox:latest"), "towerAccessToken": alice.access_token,
+            "towerRefreshToken": alice.refresh_token, "towerEndpoint": platform.endpoint}
+    platform.expire(alice)
+    first.submit(body)
+    assert platform.refreshes == 1
+    second.submit(body)  # the same (now stale) pair, as the pipeline's configuration still has it
+    assert platform.refreshes == 1
+    for key in shared_redis.keys("*refreshed*"):
+        assert alice.access_token.encode() not in shared_redis.get(key)  # type: ignore[operator]

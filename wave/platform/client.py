@@ -22,8 +22,11 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from wave.errors import Unavailable
 from wave.http import refusal_text, refused_address
+from wave.platform import crypto
 from wave.platform.models import CredentialEntry, PlatformUser, TokenPair
+from wave.store.base import KeyValueStore
 
 log = logging.getLogger("wave.platform")
 
@@ -31,6 +34,7 @@ DEFAULT_ENDPOINT = "https://api.cloud.seqera.io"
 LEGACY_HOSTS = {"api.tower.nf": "api.cloud.seqera.io", "api.stage-tower.net": "api.cloud.stage-seqera.io"}
 MAX_BODY = 4 << 20
 MAX_REFRESHED = 10_000  # newest token pairs remembered
+REFRESHED_TTL = 7 * 86400.0  # how long a refreshed pair is shared through the store
 
 
 class PlatformError(Exception):
@@ -143,9 +147,14 @@ class DirectTransport:
 class PlatformClient:
     """Calls to any Platform; ``tunnel`` (the pairing sockets) is tried before ``direct``."""
 
-    def __init__(self, direct: Transport, tunnel: Transport | None = None) -> None:
+    def __init__(self, direct: Transport, tunnel: Transport | None = None, *, store: KeyValueStore | None = None,
+                 secret_key: str = "") -> None:
         self._direct = direct
         self._tunnel = tunnel
+        # With a shared secret, refreshed tokens are shared (sealed) with the other replicas: Platform rotates
+        # the refresh token, so a replica refreshing with the old one would be refused.
+        self._store = store if secret_key else None
+        self._seal = crypto.derive_key(secret_key, "platform-refreshed") if secret_key else b""
         self._newest: OrderedDict[str, TokenPair] = OrderedDict()
         self._refreshing: dict[str, asyncio.Future[TokenPair]] = {}
         self.refreshes = 0  # calls to /oauth/access_token made (tests and metrics read it)
@@ -171,6 +180,13 @@ class PlatformClient:
         answer = await self.send(endpoint, HttpCall(method, endpoint + path, current.access, None, accept))
         if answer.status != 401 or not current.refresh:
             return answer
+        shared = await self._shared_newest(key)
+        if shared is not None and shared.access != current.access:  # another replica refreshed it
+            self._remember(key, shared)
+            answer = await self.send(endpoint, HttpCall(method, endpoint + path, shared.access, None, accept))
+            if answer.status != 401 or not shared.refresh:
+                return answer
+            current = shared
         renewed = await self._refresh_shared(endpoint, key, current)
         return await self.send(endpoint, HttpCall(method, endpoint + path, renewed.access, None, accept))
 
@@ -202,12 +218,34 @@ class PlatformClient:
         if not access:
             raise PlatformError(f"Seqera Platform at {endpoint} refreshed the token but sent no JWT cookie", 502)
         renewed = TokenPair(access, cookies.get("JWT_REFRESH_TOKEN") or current.refresh)
-        self._newest[key] = renewed
+        self._remember(key, renewed)
+        if self._store is not None:
+            sealed = crypto.seal(self._seal, orjson.dumps({"access": renewed.access, "refresh": renewed.refresh}),
+                                 f"refreshed/{key}")
+            try:
+                await self._store.put(f"platform/refreshed/{key}", sealed.encode(), ttl=REFRESHED_TTL)
+            except Unavailable:
+                log.warning("could not share a refreshed Platform token with the other replicas")
+        log.info("refreshed a Seqera Platform access token for %s", endpoint)
+        return renewed
+
+    def _remember(self, key: str, tokens: TokenPair) -> None:
+        self._newest[key] = tokens
         self._newest.move_to_end(key)
         while len(self._newest) > MAX_REFRESHED:
             self._newest.popitem(last=False)
-        log.info("refreshed a Seqera Platform access token for %s", endpoint)
-        return renewed
+
+    async def _shared_newest(self, key: str) -> TokenPair | None:
+        if self._store is None:
+            return None
+        try:
+            data = await self._store.get(f"platform/refreshed/{key}")
+            if data is None:
+                return None
+            opened = orjson.loads(crypto.unseal(self._seal, data.decode(), f"refreshed/{key}"))
+        except (Unavailable, crypto.CryptoError, orjson.JSONDecodeError):
+            return None
+        return TokenPair(opened["access"], opened.get("refresh"))
 
     # --- the calls wave makes -----------------------------------------------------------------------
 
