@@ -158,6 +158,15 @@ def parse_trusted_hosts(value: Any) -> tuple[str, ...]:
     return items
 
 
+def parse_digests(value: Any) -> tuple[str, ...]:
+    """sha256 hex digests (of secrets that are never configured in clear)."""
+    items = tuple(item.lower() for item in parse_list(value))
+    for item in items:
+        if not re.fullmatch(r"[0-9a-f]{64}", item):
+            raise ValueError("each entry must be the sha256 hex of a token (64 hex digits)")
+    return items
+
+
 def parse_accounts(value: Any) -> Mapping[str, str]:
     """``user:<sha256 hex of password>,…``: passwords are never configured in clear text."""
     accounts = {}
@@ -294,6 +303,8 @@ class Settings:
                                                   parse_list)  # allowed to pair; "*" for any
     platform_timeout: float = setting(20.0, "WAVE_PLATFORM_TIMEOUT", parse_duration)
     secret_key: str = setting("", "WAVE_SECRET_KEY", secret=True)  # seals secrets kept in the store
+    # sha256 hex of the license tokens that may pair (empty: any token of an allowed endpoint)
+    pairing_tokens: tuple[str, ...] = setting((), "WAVE_PAIRING_TOKENS", parse_digests)
 
     @property
     def public_url(self) -> str:

@@ -8,8 +8,10 @@ docker-registry whose password only the user's Platform credentials hold.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,3 +172,11 @@ def test_inspect_uses_the_users_credentials(paired: PairedWave) -> None:
     refused = paired.wave.request("POST", "/v1alpha1/inspect", paired.body(paired.bob))
     assert refused.status == 400
     assert f"no credentials for {paired.registry.host} in workspace {WORKSPACE}" in refused.body.decode()
+
+
+def test_with_pairing_tokens_only_those_license_tokens_pair(wave_factory: Any, platform: FakePlatform) -> None:
+    digest = hashlib.sha256(b"the-real-license").hexdigest()
+    wave = wave_factory(platform_endpoints=(platform.endpoint,), pairing_tokens=(digest,))
+    assert platform.pair_status(wave.url, platform.endpoint) == 403  # "license-token"
+    pairing = platform.pair(wave.url, license_token="the-real-license")
+    assert pairing.pairing_id.isdigit()

@@ -9,6 +9,8 @@ types and fields are ignored, so a newer Platform does not break the socket.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from typing import Any
 
@@ -47,6 +49,12 @@ def allowed(endpoint: str, configured: tuple[str, ...]) -> bool:
     return False
 
 
+def _known_token(token: str, digests: tuple[str, ...]) -> bool:
+    """Whether the token's sha256 is configured; every digest is compared, in constant time each."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return any([hmac.compare_digest(digest, known) for known in digests])  # a list: no short circuit
+
+
 async def pairing_socket(request: web.Request) -> web.StreamResponse:
     settings = request.app[keys.SETTINGS]
     service = request.match_info["service"]
@@ -61,6 +69,9 @@ async def pairing_socket(request: web.Request) -> web.StreamResponse:
         log.warning("refused pairing of %s at %s: not in WAVE_PLATFORM_ENDPOINTS", service, endpoint)
         raise ApiError(f"Seqera Platform at {endpoint} may not pair with this wave service "
                        "(it is not in WAVE_PLATFORM_ENDPOINTS)", status=403)
+    if settings.pairing_tokens and not _known_token(request.match_info["token"], settings.pairing_tokens):
+        log.warning("refused pairing of %s at %s: unknown license token", service, endpoint)
+        raise ApiError("this license token may not pair with this wave service (WAVE_PAIRING_TOKENS)", status=403)
     record = await request.app[keys.PAIRINGS].acquire(service, endpoint)
     tunnels = request.app[keys.TUNNELS]
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE)
