@@ -180,3 +180,12 @@ def test_with_pairing_tokens_only_those_license_tokens_pair(wave_factory: Any, p
     assert platform.pair_status(wave.url, platform.endpoint) == 403  # "license-token"
     pairing = platform.pair(wave.url, license_token="the-real-license")
     assert pairing.pairing_id.isdigit()
+
+
+def test_user_info_and_credentials_are_cached_per_user(paired: PairedWave) -> None:
+    paired.wave.submit(paired.body(paired.alice, image="library/busybox:latest"))
+    before = list(paired.platform.calls)
+    paired.wave.submit(paired.body(paired.alice, image="library/busybox:latest", containerPlatform="linux/arm64"))
+    assert paired.platform.calls == before  # the same user within a minute: nothing asked again
+    paired.wave.request("POST", "/v1alpha2/container", paired.body(paired.bob))
+    assert any(c.startswith("GET /api/user-info") for c in paired.platform.calls[len(before):])
