@@ -18,7 +18,7 @@ import yaml
 
 from tests.support.clients import Podman, missing_tools, skopeo_copy
 from tests.support.images import DOCKER_MANIFEST, OCI_INDEX
-from tests.support.registry import Registry, free_port
+from tests.support.registry import Registry, free_port, http_request
 from tests.support.wave import WaveServer
 
 WAVE = Path(sys.executable).with_name("wave")
@@ -190,3 +190,25 @@ def test_a_base_image_that_cannot_be_pulled_is_the_reason(build_wave: WaveServer
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert f"failed: could not pull base image {closed}: " in last and "connection refused" in last, done.stderr
+
+
+@needs_buildah
+def test_build_with_a_cache_repository_fills_it(registry: Registry, build_wave: WaveServer, tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM {registry.ref('library/busybox:latest')}\nRUN echo cache-{tmp_path.name} > /c\n")
+    cache = f"{registry.host}/wave/cli-cache-{tmp_path.name.lower().replace('_', '-')}"
+    done = wave_cli("build", "-f", str(dockerfile), "--cache-repo", cache, "--await", "5m", server=build_wave)
+    assert done.returncode == 0, done.stderr
+    tags = http_request("GET", f"http://{registry.host}/v2/{cache.split('/', 1)[1]}/tags/list").json()
+    assert isinstance(tags, dict) and tags["tags"], "buildah pushed its layer cache to the cache repository"
+
+
+def test_the_platform_token_comes_from_the_environment(registry: Registry, wave: WaveServer) -> None:
+    env_token = {**os.environ, "TOWER_ACCESS_TOKEN": "a-platform-token",
+                 "TOWER_API_ENDPOINT": "http://127.0.0.1:1/api", "WAVE_SERVER": wave.url}
+    done = subprocess.run([str(WAVE), "request", registry.ref("library/busybox:latest")], capture_output=True,
+                          text=True, timeout=60, env=env_token)
+    # wave was given the token and endpoint: it asks for a pairing with that Platform, which it does not have
+    assert done.returncode == 1 and "http://127.0.0.1:1/api" in done.stderr, done.stderr
+    bad = wave_cli("request", "busybox", "--tower-workspace-id", "abc", server=wave)
+    assert bad.returncode == 2 and "must be a number" in bad.stderr
