@@ -9,6 +9,7 @@ within the budget, with generous margins for a loaded machine.
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.scripted import ScriptedRegistry
+from tests.support.scripted import BIG_BLOB_DIGEST, CONFIG_DIGEST, ScriptedRegistry
 from tests.support.wave import WaveServer
 
 
@@ -96,6 +97,26 @@ def test_a_trickling_upstream_is_cut_by_the_minimum_rate(wave_factory: Any, scri
     response = wave.request("GET", path)
     assert response.status == 504 and b"too slowly" in response.body
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("digest", [CONFIG_DIGEST, BIG_BLOB_DIGEST], ids=["relayed", "socket-to-socket"])
+def test_a_trickling_blob_is_cut_by_the_minimum_rate(wave_factory: Any, scripted: ScriptedRegistry,
+                                                     digest: str) -> None:
+    wave = wave_factory(upstream_min_rate=1000, upstream_rate_window=1.0)
+    path = manifest_path(wave, scripted).replace("manifests/latest", f"blobs/{digest}")
+    scripted.script.mode, scripted.script.trickle_interval = "trickle", 0.05  # 20 bytes/s
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", wave.port, timeout=30)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200  # the status line went out before the body stalled
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+    finally:
+        conn.close()
+    assert time.monotonic() - started < 10  # one window or two, not the 60 s read timeout per byte
+    assert scripted.script.wait_for("gone", 1)  # and wave let go of upstream
 
 
 def test_a_slow_registry_does_not_take_the_connections_of_the_others(wave_factory: Any,

@@ -221,7 +221,8 @@ class Settings:
     upstream_read_timeout: float = setting(60.0, "WAVE_UPSTREAM_READ_TIMEOUT", parse_duration)
     upstream_retries: int = setting(3, "WAVE_UPSTREAM_RETRIES", parse_int)
     # one deadline for an upstream request with all its retries, redirects and token fetches (and the body of
-    # a manifest, config or tag list); blob bodies must keep a minimum rate instead, checked every window
+    # a manifest, config or tag list); bodies must keep a minimum rate, checked every window (a streamed blob
+    # end to end: whichever side trickles, upstream or client, is cut)
     upstream_deadline: float = setting(60.0, "WAVE_UPSTREAM_DEADLINE", parse_duration)
     upstream_min_rate: int = setting(10 << 10, "WAVE_UPSTREAM_MIN_RATE", parse_size)  # bytes per second
     upstream_rate_window: float = setting(10.0, "WAVE_UPSTREAM_RATE_WINDOW", parse_duration)

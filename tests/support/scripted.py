@@ -29,6 +29,8 @@ MANIFEST = orjson.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                     "digest": CONFIG_DIGEST, "size": len(CONFIG)},
                          "layers": []})
 MANIFEST_DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+BIG_BLOB = bytes(range(256)) * (8 << 10)  # 2 MiB: large enough for wave's socket-to-socket copy
+BIG_BLOB_DIGEST = "sha256:" + hashlib.sha256(BIG_BLOB).hexdigest()
 REPOSITORY = "library/busybox"
 
 Mode = Literal["normal", "unavailable", "stall", "trickle"]
@@ -98,12 +100,15 @@ class ScriptedRegistry(BackgroundApp):
         if script.mode == "trickle" and request.method == "GET":
             response = web.StreamResponse(headers={**headers, "Content-Length": str(len(body))})
             await response.prepare(request)
-            for i in range(len(body)):
-                await response.write(body[i:i + 1])
-                if script.release.wait(0):
-                    break
-                await asyncio.sleep(script.trickle_interval)  # the behaviour under test: a slow peer
-            await response.write(body[i + 1:])
+            try:
+                for i in range(len(body)):
+                    await response.write(body[i:i + 1])
+                    if script.release.wait(0):
+                        break
+                    await asyncio.sleep(script.trickle_interval)  # the behaviour under test: a slow peer
+                await response.write(body[i + 1:])
+            except ConnectionResetError:  # wave cut it off
+                self._count(request.method, "gone")
             return response
         return web.Response(body=body, headers=headers)
 
@@ -117,6 +122,8 @@ class ScriptedRegistry(BackgroundApp):
             return MANIFEST, OCI_MANIFEST, MANIFEST_DIGEST
         if rest == f"blobs/{CONFIG_DIGEST}":
             return CONFIG, "application/octet-stream", CONFIG_DIGEST
+        if rest == f"blobs/{BIG_BLOB_DIGEST}":
+            return BIG_BLOB, "application/octet-stream", BIG_BLOB_DIGEST
         return None, "", ""
 
     def stop(self) -> None:

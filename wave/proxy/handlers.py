@@ -107,7 +107,8 @@ async def blob(request: web.Request) -> web.StreamResponse:
         return send_cached_head(source.size, source.digest)
     settings = request.config_dict[keys.SETTINGS]
     return await send_upstream_blob(request, source.response, digest, settings.upstream_read_timeout,
-                                    container.image.registry)
+                                    container.image.registry, min_rate=settings.upstream_min_rate,
+                                    rate_window=settings.upstream_rate_window)
 
 
 async def tags(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import re
@@ -67,11 +68,42 @@ class TapChain:
             tap.verify()
 
 
+class Progress:
+    """Bytes a stream delivered to its client so far, and whether the rate watchdog cut it."""
+
+    __slots__ = ("cut", "moved")
+
+    def __init__(self) -> None:
+        self.moved = 0
+        self.cut = False
+
+
+async def _watch_rate(progress: Progress, min_rate: float, window: float, request: web.Request,
+                      upstream: aiohttp.ClientResponse) -> None:
+    """Every ``window`` seconds the stream must have moved ``min_rate * window`` bytes; otherwise both sockets
+    are shut down (which ends the copy however it is waiting), so a trickling upstream — or a client reading a
+    byte at a time — cannot hold a connection and a handler for ever."""
+    quota, last = min_rate * window, 0
+    while True:
+        await asyncio.sleep(window)
+        if progress.moved - last < quota:
+            progress.cut = True
+            for transport in (upstream.connection.transport if upstream.connection else None, request.transport):
+                sock = transport.get_extra_info("socket") if transport is not None else None
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+            return
+        last = progress.moved
+
+
 async def send_upstream_blob(request: web.Request, upstream: aiohttp.ClientResponse, digest: str,
                              read_timeout: float | None, registry: str,
-                             taps: tuple[BlobTap, ...] = ()) -> web.StreamResponse:
+                             taps: tuple[BlobTap, ...] = (), *, min_rate: float = 0,
+                             rate_window: float = 10.0) -> web.StreamResponse:
     """Upstream's blob response passed on: status, the headers that describe the bytes, then the bytes, checked
-    against ``digest`` as they pass (``taps`` see a whole blob's bytes after the check)."""
+    against ``digest`` as they pass (``taps`` see a whole blob's bytes after the check). With ``min_rate``, the
+    body must move that many bytes per second, checked every ``rate_window``."""
     try:
         response = web.StreamResponse(status=upstream.status, headers=API_VERSION)
         for name in PASSED_BLOB_HEADERS:
@@ -95,9 +127,15 @@ async def send_upstream_blob(request: web.Request, upstream: aiohttp.ClientRespo
         # whole it assembles from its ranges.
         tap = TapChain(DigestVerifier(digest), *taps) if upstream.status == 200 else None
         await response.prepare(request)
+        progress = Progress()
+        watchdog = asyncio.ensure_future(_watch_rate(progress, min_rate, rate_window, request, upstream)) \
+            if min_rate > 0 else None
         try:
-            await relay(upstream, request, response, read_timeout, tap)
+            await relay(upstream, request, response, read_timeout, tap, progress)
         except ConnectionResetError:  # the client went away (aiohttp's own reset error is a ClientError too)
+            if progress.cut:
+                log.warning("blob %s: the client read %d bytes, below %g bytes/s: cut off", digest, progress.moved,
+                            min_rate)
             return response
         except DigestMismatch as exc:
             # Upstream's bytes are not the blob the client asked for. The last of them are held back: cutting the
@@ -110,10 +148,17 @@ async def send_upstream_blob(request: web.Request, upstream: aiohttp.ClientRespo
         except (aiohttp.ClientError, TimeoutError) as exc:
             # The status line is sent: all that is left is to cut the connection, so the client sees a short
             # body (and its digest check fails) instead of waiting for bytes that will never come.
-            log.warning("upstream %s broke off blob %s: %s", registry, digest, type(exc).__name__)
+            if progress.cut:
+                log.warning("upstream %s sent blob %s below %g bytes/s (%d bytes moved): cut off", registry, digest,
+                            min_rate, progress.moved)
+            else:
+                log.warning("upstream %s broke off blob %s: %s", registry, digest, type(exc).__name__)
             if request.transport is not None:
                 request.transport.close()
             return response
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         await response.write_eof()
         return response
     finally:
@@ -140,7 +185,7 @@ YIELD_EVERY = 4 << 20  # bytes moved without waiting before other requests get a
 
 
 async def relay(upstream: aiohttp.ClientResponse, request: web.Request, response: web.StreamResponse,
-                read_timeout: float | None, tap: BlobTap | None = None) -> None:
+                read_timeout: float | None, tap: BlobTap | None = None, progress: Progress | None = None) -> None:
     """Send the rest of ``upstream``'s body to the client, through ``tap`` when given; the caller prepared
     ``response`` and ends it."""
     sockets = _direct_sockets(upstream, request, response)
@@ -152,6 +197,8 @@ async def relay(upstream: aiohttp.ClientResponse, request: web.Request, response
                     tap.update(chunk)
                 if held:
                     await response.write(held)
+                    if progress is not None:
+                        progress.moved += len(held)
                 held = chunk
         if tap is not None:
             tap.verify()
@@ -176,7 +223,7 @@ async def relay(upstream: aiohttp.ClientResponse, request: web.Request, response
         down = os.dup(_fd(down_transport))
         await response.write(head)  # also sends the headers aiohttp may still hold
         await _flush(request, down_transport)
-        await _copy(up, down, remaining, read_timeout, tap)
+        await _copy(up, down, remaining, read_timeout, tap, progress)
     finally:
         os.close(up)
         if down >= 0:
@@ -236,7 +283,8 @@ class _Segment:
         self.closed = self.tapped = False
 
 
-async def _copy(up: int, down: int, remaining: int, read_timeout: float | None, tap: BlobTap | None) -> None:
+async def _copy(up: int, down: int, remaining: int, read_timeout: float | None, tap: BlobTap | None,
+                progress: Progress | None = None) -> None:
     """Move ``remaining`` bytes (at least one) from one non-blocking socket to the other, waiting on the event
     loop; ``tap`` sees every byte and verifies after the last one is read, before that one is written.
 
@@ -303,6 +351,8 @@ async def _copy(up: int, down: int, remaining: int, read_timeout: float | None, 
                     raise ConnectionResetError(f"cannot write to the client: {exc.strerror}") from None
                 else:
                     sending.sent, unyielded, moved = sending.sent + n, unyielded + n, True
+                    if progress is not None:
+                        progress.moved += n
         if not remaining and verified and all(seg.sent == seg.fill for seg in ring):
             return
         if unyielded >= YIELD_EVERY:  # both ends are fast: never hold the loop for a whole blob
