@@ -212,7 +212,7 @@ def encode(body: Any, how: str) -> bytes:
 def test_no_container_request_body_gets_a_5xx(data: st.DataObject, hostile_wave: WaveServer,
                                                scripted: ScriptedRegistry, caplog: pytest.LogCaptureFixture) -> None:
     body = data.draw(request_bodies(scripted.ref()))
-    path = data.draw(st.sampled_from(["/container-token", "/v1alpha2/container"]))
+    path = data.draw(st.sampled_from(["/container-token", "/v1alpha2/container", "/v1alpha1/inspect"]))
     how = data.draw(st.sampled_from(["utf8", "ascii", "ascii", "nested", "truncated"]))
     payload = encode(body, how)
     headers = {"Content-Type": data.draw(st.sampled_from(["application/json", "text/plain", "x/y; charset=zz"]))}
@@ -253,7 +253,10 @@ def v2_paths(token: str) -> st.SearchStrategy[str]:
         st.builds(lambda k, qs: f"/v1alpha1/metrics/{k}{qs}", st.sampled_from(["builds", "pulls/ip", "pulls/user"]),
                   st.builds(lambda a, b, n: f"?startDate={quote(a)}&endDate={quote(b)}&limit={quote(n)}",
                             TEXT, TEXT, TEXT)),
-        st.sampled_from(["/v2/", "/v2", "/service-info", "/health", "/metrics", "//", "/%", "/%zz", "/%00"]),
+        st.builds(lambda sv, t: f"/pairing/{q(sv)}/token/{q(t)}", TEXT, TEXT),
+        st.builds(lambda t, n, u: f"/v2/wt/{q(t)}/{q(n)}/blobs/uploads/{q(u)}", tokens, names, TEXT),
+        st.sampled_from(["/v2/", "/v2", "/service-info", "/health", "/metrics", "/openapi.json", "//", "/%", "/%zz",
+                         "/%00"]),
     )
 
 
