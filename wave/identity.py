@@ -14,10 +14,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -68,6 +69,23 @@ class _TtlCache(Generic[K, V]):
             self._items.popitem(last=False)
 
 
+class _Flights:
+    """Concurrent look-ups of one key share one call to Platform (a burst of a pipeline's requests arrives
+    together); a caller that goes away never cancels it for the others."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, call: Callable[[], Awaitable[V]]) -> V:
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(call())
+            self._running[key] = task
+            task.add_done_callback(lambda _: self._running.pop(key, None))
+        result: V = await asyncio.shield(task)
+        return result
+
+
 def _same_registry(a: str, b: str) -> bool:
     a, b = a.lower().removeprefix("https://").rstrip("/"), b.lower().removeprefix("https://").rstrip("/")
     return a == b or (a in DOCKER_HUB_ALIASES and b in DOCKER_HUB_ALIASES)
@@ -97,6 +115,7 @@ class IdentityService:
         self._users: _TtlCache[str, PlatformUser] = _TtlCache()
         self._lists: _TtlCache[tuple[str, int | None], list[CredentialEntry]] = _TtlCache()
         self._keys: _TtlCache[tuple[str, int | None, str, str], RegistryKeys] = _TtlCache()
+        self._flights = _Flights()
 
     # --- who is asking ------------------------------------------------------------------------------
 
@@ -116,13 +135,17 @@ class IdentityService:
         user = self._users.get(key)
         if user is None:
             try:
-                user = await self._client.user_info(url, tokens)
+                user = await self._flights.run(("user", key), lambda: self._user_info(url, tokens, key))
             except PlatformError as exc:
                 raise api_error(exc) from None
-            self._users.put(key, user, USER_TTL)
         sealed = crypto.seal(self._seal_key, orjson.dumps({"access": tokens.access, "refresh": tokens.refresh}),
                              f"{url}|{user.id}")
         return PlatformIdentity(url, user.id, user.user_name, user.email, workspace_id, workflow_id, sealed)
+
+    async def _user_info(self, url: str, tokens: TokenPair, key: str) -> PlatformUser:
+        user = await self._client.user_info(url, tokens)
+        self._users.put(key, user, USER_TTL)
+        return user
 
     def _tokens(self, identity: PlatformIdentity) -> TokenPair | None:
         if not identity.sealed_tokens:
@@ -165,8 +188,12 @@ class IdentityService:
         user_key = token_key(identity.endpoint, tokens.access)
         entries = self._lists.get((user_key, identity.workspace_id))
         if entries is None:
-            entries = await self._client.credentials(identity.endpoint, tokens, identity.workspace_id)
-            self._lists.put((user_key, identity.workspace_id), entries, ttl)
+            async def fetch() -> list[CredentialEntry]:
+                found = await self._client.credentials(identity.endpoint, tokens, identity.workspace_id)
+                self._lists.put((user_key, identity.workspace_id), found, ttl)
+                return found
+
+            entries = await self._flights.run(("list", user_key, identity.workspace_id), fetch)
         entry = next((e for e in entries if e.provider == "container-reg" and _same_registry(e.registry, registry)),
                      None)
         if entry is None:

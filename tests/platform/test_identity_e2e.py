@@ -87,6 +87,8 @@ def test_an_expired_access_token_is_refreshed_once_for_concurrent_requests(paire
         answers = list(pool.map(lambda _: paired.wave.submit(body), range(4)))
     assert all(a["targetImage"] for a in answers)
     assert paired.platform.refreshes == 1
+    # one user-info look-up for the four (refused, then retried once with the new token)
+    assert [c for c in paired.platform.calls if c.startswith("GET /api/user-info")] == ["GET /api/user-info"] * 2
     assert paired.alice.access_token != old_access  # rotated by the refresh: wave uses the new one
     # the pull works too, with the refreshed token
     skopeo_inspect(answers[0]["targetImage"])
