@@ -3,6 +3,7 @@ other, which has the socket's replica make its calls (through the store, sealed 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from tests.support.platform import FakePlatform
 from tests.support.redis_url import SERVER, database
 from tests.support.registry import Registry
 from wave import keys
+from wave.metrics import Window
 
 SHARED = database(12)
 SECRET = "a-long-random-operator-secret-for-the-test"
@@ -48,6 +50,13 @@ def test_the_replica_without_the_socket_calls_platform_through_the_one_holding_i
     assert platform.proxied >= 3  # user-info, credentials, keys
     assert other.app[keys.TUNNELS].relayed >= 3 and holder.app[keys.TUNNELS].relayed == 0
     assert other.app[keys.TUNNELS].proxied == 0
+    # usage metrics on the shared Redis count alice and her org, whichever replica served
+    events = holder.app[keys.EVENTS]
+    deadline = time.monotonic() + 10  # pulls are counted in the background of the replica that served them
+    while holder.call(events.counter("pulls", org="example.org")) < 1:
+        assert time.monotonic() < deadline, "the pull was never counted for example.org"
+        time.sleep(0.05)
+    assert holder.call(events.grouped("pulls", "user", Window())) == {"alice@example.org": 1}
 
     # the store holds no secret in plain text: not the password, not the Platform token, not the private key
     for key in shared_redis.keys("*"):

@@ -102,13 +102,16 @@ class UpstreamAuth:
     def id(self) -> str:
         return credentials_id(self.credentials)
 
-    def refused(self, registry: str, repository: str, status: int) -> str:
+    def refused(self, registry: str, repository: str, status: int, by: str = "registry") -> str:
+        """Why access was refused, naming what was (or was not) presented. ``by``: who answered (the registry,
+        or its token service)."""
+        who = "the registry" if by == "registry" else "it"
         if self.credentials is not None:
-            return (f"registry {registry} denied access to {repository} with {self.source}; "
-                    f"the registry answered {status}")
+            return f"{by} {registry} denied access to {repository} with {self.source}; {who} answered {status}"
         if self.missing:
-            return f"{self.missing}; the registry answered {status} for {repository}"
-        return (f"registry {registry} denied access to {repository} anonymously; the registry answered {status}"
+            answerer = "the registry" if by == "registry" else f"{by} {registry}"
+            return f"{self.missing}; {answerer} answered {status} for {repository}"
+        return (f"{by} {registry} denied access to {repository} anonymously; {who} answered {status}"
                 + credentials_hint(registry))
 
 

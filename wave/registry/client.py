@@ -427,7 +427,8 @@ class RegistryClient:
         response = await self._send("GET", url, headers, ref, how="sent wave for a token to")
         async with response:
             if response.status in (401, 403):
-                raise Denied(f"the token service of {auth.refused(ref.registry, ref.repository, response.status)}")
+                raise Denied(auth.refused(ref.registry, ref.repository, response.status,
+                                          by="the token service of registry"))
             if response.status != 200:
                 raise UpstreamUnavailable(
                     f"the token service of registry {ref.registry} answered {response.status}"
