@@ -102,7 +102,8 @@ def _metric(wave: WaveServer, line_start: str) -> float:
     raise AssertionError(f"{line_start} not in /metrics:\n{text}")
 
 
-def test_first_pull_fills_the_directory_and_the_next_is_served_from_it(wave_factory: Any, tmp_path: Path) -> None:
+def test_first_pull_fills_the_directory_and_the_next_is_served_from_it(wave_factory: Any, tmp_path: Path,
+                                                                       loop_kind: str) -> None:
     cache_dir = tmp_path / "blob-cache"
     with StubUpstream({"lab/app"}) as upstream:
         wave = wave_factory(blob_cache=str(cache_dir), upstream_retries=1)
@@ -154,10 +155,21 @@ async def _stream_all(url: str, count: int, first_bytes: asyncio.Event | None = 
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Servers started in the test run on this kind of loop (wave's WAVE_EVENT_LOOP choices)."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        monkeypatch.setattr(asyncio, "new_event_loop", uvloop.new_event_loop)
+    return str(request.param)
+
+
 def test_concurrent_cold_requests_make_one_fetch_and_all_start_before_the_blob_arrives(wave_factory: Any,
-                                                                                      tmp_path: Path) -> None:
+                                                                                      tmp_path: Path,
+                                                                                      loop_kind: str) -> None:
     with StubUpstream({"lab/app"}, hold=True) as upstream:
         wave = wave_factory(blob_cache=str(tmp_path / "cache"), upstream_retries=1)
+        assert type(wave._loop).__module__.startswith(loop_kind)
         url = wave.url + _blob_path(wave, upstream, "lab/app")
 
         async def run() -> list[bytes]:
@@ -174,7 +186,8 @@ def test_concurrent_cold_requests_make_one_fetch_and_all_start_before_the_blob_a
         assert upstream.counts[("GET", "lab/app")] == 1
 
 
-def test_a_wrong_digest_cuts_every_client_off_and_keeps_nothing(wave_factory: Any, tmp_path: Path) -> None:
+def test_a_wrong_digest_cuts_every_client_off_and_keeps_nothing(wave_factory: Any, tmp_path: Path,
+                                                                 loop_kind: str) -> None:
     cache_dir = tmp_path / "cache"
     with StubUpstream({"lab/app"}, corrupt=True) as upstream:
         wave = wave_factory(blob_cache=str(cache_dir), upstream_retries=1)

@@ -447,7 +447,7 @@ async def send_filling_blob(request: web.Request, fill: Fill, reader: BinaryIO) 
                 if end > offset:
                     if transport is None or transport.is_closing():
                         return response
-                    await loop.sendfile(transport, reader, offset, end - offset)
+                    await _send_file_part(loop, transport, response, reader, offset, end - offset)
                     offset = end
         except FillFailed:
             if request.transport is not None:
@@ -459,3 +459,22 @@ async def send_filling_blob(request: web.Request, fill: Fill, reader: BinaryIO) 
         return response
     finally:
         reader.close()  # at once: a cancelled handler (the client hung up) cannot wait for a thread here
+
+
+
+async def _send_file_part(loop: asyncio.AbstractEventLoop, transport: asyncio.Transport,
+                          response: web.StreamResponse, reader: BinaryIO, offset: int, count: int) -> None:
+    """``count`` bytes of the file from ``offset``: sendfile(2) where the loop has it (asyncio), else read in a
+    thread and written through aiohttp, a buffer at a time (uvloop has no loop.sendfile)."""
+    try:
+        await loop.sendfile(transport, reader, offset, count)
+        return
+    except NotImplementedError:
+        pass
+    fd = reader.fileno()
+    while count > 0:
+        chunk = await asyncio.to_thread(os.pread, fd, min(count, BUFFER_SIZE), offset)
+        if not chunk:
+            raise FillFailed("the spool file is shorter than what was written")
+        await response.write(chunk)
+        offset, count = offset + len(chunk), count - len(chunk)
