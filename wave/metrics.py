@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from wave.errors import BadRequest
@@ -51,8 +52,17 @@ _ALL = "all"
 _ORG_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?")
 
 
+_EPOCH = date(1970, 1, 1).toordinal()
+_today_cache: tuple[int, date] = (-1, date.min)
+
+
 def utc_today() -> date:
-    return datetime.now(UTC).date()
+    """Today in UTC; every pull asks, so the date is made once a day (epoch seconds // 86400 is the UTC day)."""
+    global _today_cache
+    day = int(time.time() // 86400)
+    if day != _today_cache[0]:
+        _today_cache = (day, date.fromordinal(_EPOCH + day))
+    return _today_cache[1]
 
 
 def org_of(email: str | None) -> str | None:
@@ -169,6 +179,7 @@ class UsageMetrics:
                  clock: Callable[[], date] = utc_today) -> None:
         self._store = store
         self._counters = BufferedCounters(store)
+        self._pull_keys: dict[tuple[bool, str | None], tuple[date, list[str]]] = {}  # counter keys of a pull
         self._fusion_hosts = frozenset(settings.fusion_hosts)
         self._ops = ops
         self._today = clock
@@ -186,8 +197,15 @@ class UsageMetrics:
     def count_pull(self, container: ContainerRequest, client_ip: str | None) -> None:
         """Count an image pull: summed in memory and written within a second, so a pull never waits for (or
         fails with) a counter."""
-        kinds: list[CounterKind] = ["pulls", "fusion"] if container.fusion else ["pulls"]
-        self._counters.add(self._counter_keys(kinds, container.user_email))
+        day = self._today()
+        memo = self._pull_keys.get((container.fusion, container.user_email))
+        if memo is None or memo[0] != day:
+            kinds: list[CounterKind] = ["pulls", "fusion"] if container.fusion else ["pulls"]
+            memo = self._pull_keys[(container.fusion, container.user_email)] = (day, self._counter_keys(kinds,
+                                                                                           container.user_email))
+            if len(self._pull_keys) > 4096:
+                self._pull_keys.clear()
+        self._counters.add(memo[1])
 
     async def image_pulled(self, container: ContainerRequest, client_ip: str | None) -> None:
         """An image manifest served through a token: v1alpha2 ``pulls`` (and ``fusion``) counters, written now."""

@@ -44,11 +44,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # --- request accounting -----------------------------------------------------------------------------
 
 
+_FAMILIES: dict[str, str] = {}  # route template -> family: computed once per route
+
+
 def route_family(request: web.Request) -> str:
     """The family of a request, from the route it matched (its template, so a repository named
     ``manifests`` cannot confuse it), or from the path when no route matched."""
     resource = request.match_info.route.resource
-    template = resource.canonical if resource is not None else request.path
+    if resource is None:
+        return _family_of(request.path)
+    family = _FAMILIES.get(resource.canonical)
+    if family is None:
+        family = _FAMILIES[resource.canonical] = _family_of(resource.canonical)
+    return family
+
+
+def _family_of(template: str) -> str:
     if template.startswith("/v2"):
         if template.endswith("/manifests/{reference}"):
             return "v2-manifest"

@@ -7,9 +7,11 @@ organisation or a token. Services count into :class:`OpsMetrics`; ``/metrics`` (
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -18,16 +20,20 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 @dataclass
 class Histogram:
     buckets: tuple[float, ...] = BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
+    hits: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))  # per bucket; the last: +Inf
     total: float = 0.0
     count: int = 0
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
+        """One bucket incremented (found by bisection): this runs once per request."""
+        self.hits[bisect_left(self.buckets, value)] += 1
         self.total += value
         self.count += 1
+
+    @property
+    def counts(self) -> list[int]:
+        """Cumulative counts per bucket bound, as Prometheus wants them."""
+        return list(accumulate(self.hits[:-1]))
 
 
 class OpsMetrics:
