@@ -266,6 +266,10 @@ class CeilingApp:
                     raise RuntimeError(f"the ceiling app did not start:\n{self.proc.tail()}") from None
                 time.sleep(0.05)
 
+    @property
+    def pid(self) -> int:
+        return self.proc.popen.pid
+
     def stop(self) -> None:
         self.proc.stop()
 

@@ -255,3 +255,25 @@ def test_s3_cache_redirects_to_a_signed_url(wave_factory: Any, moto_s3: S3Endpoi
         assert upstream.counts[("GET", "lab/app")] == 1
         # a repository that does not hold it gets no URL
         assert wave.request("GET", _blob_path(wave, upstream, "lab/private")).status == 404
+
+
+@pytest.mark.parametrize("where", ["directory", "s3"])
+def test_replicas_share_the_cache(wave_factory: Any, tmp_path: Path, where: str,
+                                  request: pytest.FixtureRequest) -> None:
+    """Two replicas on one directory (or bucket): what one filled, the other serves without fetching it."""
+    if where == "s3":
+        s3: S3Endpoint = request.getfixturevalue("moto_s3")
+        settings = {"blob_cache": f"s3://{s3.bucket}/shared", "s3_endpoint": s3.endpoint_url, "s3_region": "us-east-1"}
+    else:
+        settings = {"blob_cache": str(tmp_path / "shared-cache")}
+    with StubUpstream({"lab/app"}) as upstream:
+        a = wave_factory(upstream_retries=1, **settings)
+        b = wave_factory(upstream_retries=1, **settings)
+        assert a.request("GET", _blob_path(a, upstream, "lab/app")).body == BLOB
+        a.call(a.app[keys.BLOB_CACHE].idle())
+        got = b.request("GET", _blob_path(b, upstream, "lab/app"))
+        if where == "s3":
+            assert got.status == 307 and http_request("GET", got.headers["location"], timeout=30).body == BLOB
+        else:
+            assert got.status == 200 and got.body == BLOB
+        assert upstream.counts[("GET", "lab/app")] == 1
