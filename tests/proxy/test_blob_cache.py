@@ -277,3 +277,49 @@ def test_replicas_share_the_cache(wave_factory: Any, tmp_path: Path, where: str,
         else:
             assert got.status == 200 and got.body == BLOB
         assert upstream.counts[("GET", "lab/app")] == 1
+
+
+def test_processes_sharing_a_directory_fetch_a_blob_once(wave_factory: Any, tmp_path: Path) -> None:
+    """A second process (here: a second wave on the same directory) follows the fill the first one runs,
+    from its spool file, instead of fetching the blob again; both clients get their first bytes early."""
+    settings = {"blob_cache": str(tmp_path / "shared-cache"), "upstream_retries": 1}
+    with StubUpstream({"lab/app"}, hold=True) as upstream:
+        a, b = wave_factory(**settings), wave_factory(**settings)
+        urls = [a.url + _blob_path(a, upstream, "lab/app"), b.url + _blob_path(b, upstream, "lab/app")]
+
+        async def run() -> list[bytes]:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+                async def one(url: str, started: asyncio.Event) -> bytes:
+                    async with session.get(url) as response:
+                        assert response.status == 200
+                        first = await response.content.readany()
+                        started.set()
+                        return first + await response.content.read()
+
+                first_started, second_started = asyncio.Event(), asyncio.Event()
+                filling = asyncio.ensure_future(one(urls[0], first_started))
+                await asyncio.wait_for(first_started.wait(), 30)
+                following = asyncio.ensure_future(one(urls[1], second_started))
+                await asyncio.wait_for(second_started.wait(), 30)  # while upstream still holds the second half
+                upstream.release.set()
+                return [await filling, await following]
+
+        assert asyncio.run(run()) == [BLOB, BLOB]
+        assert upstream.counts[("GET", "lab/app")] == 1
+        assert upstream.counts[("HEAD", "lab/app")] == 1  # the follower learnt the size (and the repository)
+        b.call(b.app[keys.BLOB_CACHE].idle())
+        assert b.request("GET", _blob_path(b, upstream, "lab/app")).body == BLOB  # from the cache now
+        assert upstream.counts[("GET", "lab/app")] == 1
+
+
+def test_a_spool_file_left_by_a_dead_process_is_claimed_again(tmp_path: Path) -> None:
+    from wave.storage.blobcache import claim_shared
+
+    spool = tmp_path / "spool"
+    path, fd = claim_shared(spool, DIGEST)
+    assert fd is not None and path.exists()
+    assert claim_shared(spool, DIGEST) == (path, None)  # held: a live filler
+    os.close(fd)  # the filler dies without cleaning up: its lock goes with it
+    again, fd2 = claim_shared(spool, DIGEST)
+    assert again == path and fd2 is not None
+    os.close(fd2)

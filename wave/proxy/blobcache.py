@@ -14,22 +14,24 @@ anyone, but only a repository known to hold the blob may learn that wave has it.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import aiohttp
 
 from wave.config import Settings
-from wave.storage.blobcache import BlobBackend, StoredBlob, new_spool, open_blob_backend
+from wave.storage.blobcache import BlobBackend, StoredBlob, open_blob_backend
 
 log = logging.getLogger("wave.proxy")
 
 MIN_CACHED = 1  # bytes: an empty blob is not worth a file
+FOLLOW_POLL = 0.005  # seconds between looks at a spool file another process fills
 # (event, amount): "hit"/"miss" with the bytes served or expected, "filled" with the bytes committed,
 # "evicted" with the number of blobs removed, "fetch" for each upstream fetch, "rejected" for a bad digest.
 CacheEvents = Callable[[str, int], None]
@@ -107,11 +109,13 @@ class BlobCache:
     def filling(self, digest: str) -> Fill | None:
         return self._fills.get(digest)
 
-    async def fill_or_join(self, digest: str, scope: str,
-                           fetch: Callable[[], Awaitable[aiohttp.ClientResponse]]) -> Fill | aiohttp.ClientResponse:
+    async def fill_or_join(self, digest: str, scope: str, fetch: Callable[[], Awaitable[aiohttp.ClientResponse]],
+                           size_of: Callable[[], Awaitable[int | None]]) -> Fill | aiohttp.ClientResponse:
         """The fill of ``digest`` under way, or a new one from ``fetch()``'s response — one fetch however many
-        ask at once. When the response cannot fill the cache (not a 200 with a length) it is returned to its
-        caller, and those who waited for it fetch for themselves."""
+        ask at once, in this process and in the others sharing a cache directory (whose fill is followed, its
+        size learnt from ``size_of()``: a HEAD upstream, which also confirms the caller's repository holds the
+        blob). When the response cannot fill the cache (not a 200 with a length) it is returned to its caller,
+        and those who waited for it fetch for themselves."""
         while True:
             fill = self._fills.get(digest)
             if fill is not None:
@@ -125,44 +129,85 @@ class BlobCache:
         self._opening[digest] = opening
         fill = None
         try:
-            response = await fetch()
+            spool, fd = await asyncio.to_thread(self.backend.claim, digest)
+            if fd is None:  # another process fills it: follow its file
+                size = await size_of()
+                if size is None:
+                    return await fetch()
+                fill = self._follow(digest, size, scope, spool)
+                return fill
+            try:
+                response = await fetch()
+            except BaseException:
+                await asyncio.to_thread(_give_up, spool, fd)
+                raise
             if response.status == 200 and response.content_length:
-                fill = self.start_fill(digest, scope, response)
+                fill = self.start_fill(digest, scope, response, spool, fd)
                 self.count("miss", fill.size)
                 return fill
+            await asyncio.to_thread(_give_up, spool, fd)
             return response
         finally:
             del self._opening[digest]
             opening.set_result(fill)
 
-    def start_fill(self, digest: str, scope: str, upstream: aiohttp.ClientResponse) -> Fill:
-        """Fill ``digest`` from ``upstream`` (a 200 with a Content-Length) in the background; if a fill of it
-        started meanwhile, that one is returned and ``upstream`` released."""
-        current = self._fills.get(digest)
-        if current is not None:
-            upstream.release()
-            return current
+    def start_fill(self, digest: str, scope: str, upstream: aiohttp.ClientResponse, spool: Path, fd: int) -> Fill:
+        """Fill ``digest`` from ``upstream`` (a 200 with a Content-Length) into the claimed ``spool`` file, in
+        the background."""
         assert upstream.content_length is not None
-        fill = Fill(digest, upstream.content_length, scope, new_spool(self.backend.spool_dir, digest))
+        fill = Fill(digest, upstream.content_length, scope, spool)
         self._fills[digest] = fill
         self.count("fetch")
-        task = asyncio.ensure_future(self._run(fill, upstream))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._run(fill, upstream, fd))
         return fill
 
-    async def _run(self, fill: Fill, upstream: aiohttp.ClientResponse) -> None:
-        sha, fd = hashlib.sha256(), -1
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _follow(self, digest: str, size: int, scope: str, spool: Path) -> Fill:
+        """A fill another process runs, followed by polling its spool file: there is no notification between
+        processes. It succeeded when the blob is committed, failed when its lock is free without that."""
+        fill = Fill(digest, size, scope, spool)
+        self._fills[digest] = fill
+        self._spawn(self._watch(fill))
+        return fill
+
+    async def _watch(self, fill: Fill) -> None:
+        committed = self.backend.commit_path(fill.digest)
         try:
-            fd = await asyncio.to_thread(_create, fill.spool)
+            fd = await asyncio.to_thread(os.open, fill.spool, os.O_RDONLY)
+        except FileNotFoundError:  # done already, or given up
+            fill._finish(committed is not None and await asyncio.to_thread(committed.exists))
+            return
+        fill._created.set()
+        try:
+            while True:
+                written, state = await asyncio.to_thread(_progress, fd, committed)
+                if written > fill.written:
+                    fill._advance(min(written, fill.size) - fill.written)
+                if state is not None:
+                    fill._finish(state and fill.written == fill.size)
+                    return
+                await asyncio.sleep(FOLLOW_POLL)
+        except BaseException:
+            fill._finish(False)
+            raise
+        finally:
+            os.close(fd)
+            if self._fills.get(fill.digest) is fill:
+                del self._fills[fill.digest]
+
+    async def _run(self, fill: Fill, upstream: aiohttp.ClientResponse, fd: int) -> None:
+        sha = hashlib.sha256()
+        try:
             fill._created.set()
             async for chunk in upstream.content.iter_any():
                 if fill.written + len(chunk) > fill.size:
                     raise FillFailed(f"upstream sent more than the {fill.size} bytes it announced")
                 await asyncio.to_thread(_append, fd, chunk, sha)  # hashlib drops the GIL: overlaps the loop
                 fill._advance(len(chunk))
-            await asyncio.to_thread(os.close, fd)
-            fd = -1
             got = "sha256:" + sha.hexdigest()
             if fill.written != fill.size or got != fill.digest:
                 log.warning("blob %s from upstream: %d of %d bytes, digest %s: not cached, clients cut off",
@@ -185,10 +230,11 @@ class BlobCache:
             raise
         finally:
             upstream.release()
-            if fd >= 0:
-                os.close(fd)
+            # The lock goes last: followers in other processes then find the blob committed, or no blob.
             if fill.outcome is not True:
-                await asyncio.to_thread(fill.spool.unlink, missing_ok=True)
+                await asyncio.to_thread(_give_up, fill.spool, fd)
+            else:
+                os.close(fd)
             if self._fills.get(fill.digest) is fill:
                 del self._fills[fill.digest]
 
@@ -224,9 +270,22 @@ async def opened_blob_cache(settings: Settings, events: CacheEvents | None = Non
         await cache.close()
 
 
-def _create(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+def _give_up(spool: Path, fd: int) -> None:
+    spool.unlink(missing_ok=True)  # before the lock goes: followers find no file, or a free lock and no blob
+    os.close(fd)
+
+
+def _progress(fd: int, committed: Path | None) -> tuple[int, bool | None]:
+    """Bytes in a followed spool file, and whether its fill ended: True (committed), False (given up), None."""
+    written = os.fstat(fd).st_size
+    if committed is not None and committed.exists():
+        return os.fstat(fd).st_size, True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return written, None  # its filler holds the lock: still going
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return os.fstat(fd).st_size, committed is not None and committed.exists()
 
 
 def _append(fd: int, chunk: bytes, sha: hashlib._Hash) -> None:

@@ -126,7 +126,8 @@ class BlobService:
             scope = self._client.scope(request.image, auth)
             got = await blobs.fill_or_join(
                 digest, scope, lambda: self._client.open_blob(request.image, digest, None, method, follow=True,
-                                                              auth=auth))
+                                                              auth=auth),
+                lambda: self._client.blob_size(request.image, digest, auth=auth))
             if isinstance(got, aiohttp.ClientResponse):
                 return await self._source(request, digest, got)
             fill = got

@@ -236,6 +236,16 @@ class RegistryClient:
         response.release()
         return response.status in (*REDIRECTS, 200, 206)
 
+    async def blob_size(self, ref: ImageRef, digest: str, *, auth: UpstreamAuth | None = None) -> int | None:
+        """The size of a blob the repository holds, for these credentials (a HEAD); None when it does not hold
+        it, upstream fails, or does not say (a redirect)."""
+        try:
+            response = await self.open_blob(ref, digest, None, "HEAD", auth=auth)
+        except RegistryError:
+            return None
+        response.release()
+        return response.content_length if response.status == 200 else None
+
     def scope(self, ref: ImageRef, auth: UpstreamAuth | None = None) -> str:
         """Who asks upstream for this repository: registry, repository and which credentials (a Platform
         user's, or wave's). What one scope was shown (a blob, a manifest) is not evidence for another."""

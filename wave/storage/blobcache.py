@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
@@ -49,6 +50,17 @@ class StoredBlob:
 class BlobBackend(Protocol):
     spool_dir: Path
 
+    def claim(self, digest: str) -> tuple[Path, int | None]:
+        """Blocking (call it in a thread). The spool file for ``digest`` and, when this process is to fill it,
+        a descriptor open for writing that holds the file's lock; ``None`` when another live process (sharing
+        the directory) fills it now — its readers follow that file. Backends whose spool is private to the
+        process always return a descriptor."""
+        ...
+
+    def commit_path(self, digest: str) -> Path | None:
+        """Where the committed blob appears in the file system (a shared directory), else None."""
+        ...
+
     async def open(self) -> None:
         """Prepare the storage (directories, the size index); called once at start-up."""
         ...
@@ -73,6 +85,44 @@ def _hex(digest: str) -> str:
 
 def new_spool(spool_dir: Path, digest: str) -> Path:
     return spool_dir / f"{_hex(digest)}.{secrets.token_hex(6)}.part"
+
+
+def _create(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+
+def claim_shared(spool_dir: Path, digest: str) -> tuple[Path, int | None]:
+    """``<spool>/<hex>.part``, claimed with its file lock by one process at a time among those sharing the
+    directory: created under a private name, locked, then linked into place (so nobody sees it unlocked). A
+    file whose lock nobody holds was left by a process that died: it is removed and claimed anew."""
+    path = spool_dir / f"{_hex(digest)}.part"
+    while True:
+        fresh = new_spool(spool_dir, digest).with_suffix(".new")
+        fd = _create(fresh)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.link(fresh, path)
+        except FileExistsError:
+            os.close(fd)
+        else:
+            return path, fd
+        finally:
+            os.unlink(fresh)
+        try:
+            held = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # committed or given up meanwhile: look again
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return path, None  # a live process fills it
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                if os.fstat(held).st_ino == os.stat(path).st_ino:
+                    os.unlink(path)  # nobody fills it: left by a process that died
+        finally:
+            os.close(held)
 
 
 def _sweep_spool(spool_dir: Path) -> None:
@@ -137,6 +187,12 @@ class DirectoryBlobs:
 
         size = await asyncio.to_thread(look)
         return StoredBlob(digest, size, path=path) if size is not None else None
+
+    def claim(self, digest: str) -> tuple[Path, int | None]:
+        return claim_shared(self.spool_dir, digest)
+
+    def commit_path(self, digest: str) -> Path | None:
+        return self.path_of(digest)
 
     async def commit(self, spool: Path, digest: str, size: int) -> None:
         await asyncio.to_thread(os.replace, spool, self.path_of(digest))
@@ -212,6 +268,13 @@ class S3Blobs:
     @staticmethod
     def _key(digest: str) -> str:
         return f"sha256/{_hex(digest)}"
+
+    def claim(self, digest: str) -> tuple[Path, int | None]:
+        path = new_spool(self.spool_dir, digest)  # private to this process: replicas do not share it
+        return path, _create(path)
+
+    def commit_path(self, digest: str) -> Path | None:
+        return None
 
     async def find(self, digest: str, *, signed: bool = True) -> StoredBlob | None:
         key = self._key(digest)
