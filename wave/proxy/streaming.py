@@ -461,7 +461,6 @@ async def send_filling_blob(request: web.Request, fill: Fill, reader: BinaryIO) 
         reader.close()  # at once: a cancelled handler (the client hung up) cannot wait for a thread here
 
 
-
 async def _send_file_part(loop: asyncio.AbstractEventLoop, transport: asyncio.Transport,
                           response: web.StreamResponse, reader: BinaryIO, offset: int, count: int) -> None:
     """``count`` bytes of the file from ``offset``: sendfile(2) where the loop has it (asyncio), else read in a
