@@ -32,9 +32,10 @@ lab-stop: $(STAMP)  ## stop the lab registry
 test: $(STAMP)  ## the whole suite: unit tests and real registries, clients, builders, Redis and S3
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP)  ## ruff, mypy --strict (pyproject.toml), and the layers contract (tests/test_layers.py)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy wave
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_layers.py
 
 bench: $(STAMP)  ## benchmarks against the upstream registry; writes build/bench.json
 	$(PY) -m tests.bench

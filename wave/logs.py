@@ -66,7 +66,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(level: str, fmt: str = "text", worker: str = "") -> None:
     """``worker`` (``wave serve --workers``) goes into every line: which process answered."""
     # Record attributes nothing prints: skip collecting them (the logging HOWTO's "Optimization").
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -208,7 +208,7 @@ class _SharedReads:
         assert this is not None
         if self._next.get(token) is this:  # from here on, newcomers form the next batch
             del self._next[token]
-        self._running[token] = this  # type: ignore[assignment]
+        self._running[token] = this
         try:
             return await self._read_store(token)
         finally:

@@ -22,7 +22,7 @@ class ScriptedLauncher:
     jobs: list[BuildJob] = field(default_factory=list)
     cancelled: int = 0
 
-    def unavailable(self, format: str) -> str | None:
+    async def unavailable(self, format: str) -> str | None:
         return self.why_not
 
     async def launch(self, job: BuildJob, log: LogSink) -> LaunchResult:

@@ -28,12 +28,12 @@ class Lines:
         self.lines.append(line.rstrip("\n"))
 
 
-def test_sif_and_a_missing_builder_are_explained(tmp_path: Path) -> None:
+async def test_sif_and_a_missing_builder_are_explained(tmp_path: Path) -> None:
     launcher = LocalLauncher(load_settings(environ={}, state_dir=tmp_path), which=lambda _: None)
-    assert "singularity" in (launcher.unavailable("sif") or "")
-    assert "buildah, which is not installed" in (launcher.unavailable("docker") or "")
-    assert LocalLauncher(load_settings(environ={}, state_dir=tmp_path),
-                         which=lambda t: f"/usr/bin/{t}").unavailable("docker") is None
+    assert "singularity" in (await launcher.unavailable("sif") or "")
+    assert "buildah, which is not installed" in (await launcher.unavailable("docker") or "")
+    assert await LocalLauncher(load_settings(environ={}, state_dir=tmp_path),
+                               which=lambda t: f"/usr/bin/{t}").unavailable("docker") is None
 
 
 def test_builder_choice(tmp_path: Path) -> None:

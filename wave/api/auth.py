@@ -6,13 +6,15 @@ constant time, and does the same work for an unknown user (against a dummy diges
 a password nor which account names exist. A refusal is 401 with the ``Basic`` challenge (curl, browsers and
 Prometheus then know to send credentials) and the control API's ``{"message": …}`` body.
 
-Use ``@auth.required`` on a handler; the accounts are read from the application's settings on each request.
+Use ``@requires_account`` on a handler; the accounts are read from the application's settings on each request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 import orjson
 from aiohttp import web
@@ -21,6 +23,7 @@ from aiohttp_basicauth import BasicAuthMiddleware
 from wave import keys
 
 REALM = "wave"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _DUMMY_DIGEST = hashlib.sha256(b"not an account").hexdigest()
 
 
@@ -53,4 +56,10 @@ class AccountsAuth(BasicAuthMiddleware):
                             headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
 
 
-auth = AccountsAuth()
+_auth = AccountsAuth()
+
+
+def requires_account(handler: Handler) -> Handler:
+    """The handler, answering only requests with the credentials of a configured account (typed: the
+    package's own decorator is not)."""
+    return cast(Handler, _auth.required(handler))

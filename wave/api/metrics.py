@@ -15,7 +15,7 @@ from typing import cast
 from aiohttp import web
 
 from wave import keys
-from wave.api.auth import auth
+from wave.api.auth import requires_account
 from wave.errors import BadRequest
 from wave.metrics import (
     DEFAULT_LIMIT,
@@ -80,7 +80,7 @@ def _usage(request: web.Request) -> UsageMetrics:
 
 
 def _counter(kind: CounterKind) -> Handler:
-    @auth.required
+    @requires_account
     async def handler(request: web.Request) -> web.Response:
         day, org = parse_date(request.query, "date"), parse_org(request.query)
         if day is None and org is None:
@@ -90,7 +90,7 @@ def _counter(kind: CounterKind) -> Handler:
     return handler
 
 
-@auth.required
+@requires_account
 async def records(request: web.Request) -> web.Response:
     """``/v1alpha1/metrics/{builds,pulls}[/{ip,user}]``."""
     kind = cast(RecordKind, request.match_info["kind"])  # the route admits only these values

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from wave import keys
-from wave.api.auth import auth
+from wave.api.auth import requires_account
 from wave.errors import NotFound
 from wave.oci.models import ContainerConfig, Layer
 from wave.responses import json_response
@@ -107,7 +107,7 @@ async def describe_token(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-@auth.required
+@requires_account
 async def revoke_token(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     if not await request.app[keys.TOKENS].revoke(token):

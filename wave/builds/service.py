@@ -154,7 +154,7 @@ class BuildService:
             return ticket(running, False)
         if await image_exists(definition.image_reference):
             return ticket(await self._records.last_success(target), True)
-        why_not = self._launcher.unavailable(definition.format)
+        why_not = await self._launcher.unavailable(definition.format)
         if why_not:
             raise BadRequest(why_not)
         for _ in range(CLAIM_ATTEMPTS):

@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -281,7 +282,7 @@ class ManifestService:
         log.info("resolved %s for token %s… -> %s", ref, request.token[:8], resolution.digest)
         return resolution
 
-    def _platform_entry(self, request: ContainerRequest, index: Manifest) -> dict:
+    def _platform_entry(self, request: ContainerRequest, index: Manifest) -> dict[str, Any]:
         try:
             return augment.select_platform(index.data, request.platform)
         except augment.NoMatchingPlatform as exc:

@@ -206,4 +206,4 @@ class EmbeddedStore:
         await self._run(self._db.close)
         if self.revisions is not None:
             self.revisions.close()
-        self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)  # joining the thread blocks: not on the loop

@@ -70,8 +70,10 @@ class RedisStore:
     @classmethod
     async def connect(cls, url: str) -> RedisStore:
         # A blocking pool queues a burst of concurrent calls instead of failing past max_connections.
+        # driver_info=None: redis-py would otherwise read its package metadata from disk for every new
+        # connection, on the event loop, to tell the server its library name.
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=5, socket_connect_timeout=2,
-                                                        socket_timeout=5, health_check_interval=15)
+                                                        socket_timeout=5, health_check_interval=15, driver_info=None)
         client = aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
         store = cls(client)
         try:

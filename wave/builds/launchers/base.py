@@ -45,7 +45,7 @@ class LogSink(Protocol):
 class Launcher(Protocol):
     name: str
 
-    def unavailable(self, format: str) -> str | None:
+    async def unavailable(self, format: str) -> str | None:
         """Why this launcher cannot build ``format`` here (a 400 message at request time), or None."""
         ...
 

@@ -53,7 +53,7 @@ class KubernetesLauncher:
         self._api: k8s.ApiClient | None = None
         self._lock = asyncio.Lock()
 
-    def unavailable(self, format: str) -> str | None:
+    async def unavailable(self, format: str) -> str | None:
         return None  # the cluster runs both BuildKit and Singularity images
 
     async def _client(self) -> k8s.ApiClient:

@@ -92,25 +92,25 @@ class LocalLauncher:
                                                               and bool(settings.docker_host))
         self.tool = "docker" if use_docker else "buildah"
 
-    def unavailable(self, format: str) -> str | None:
+    async def unavailable(self, format: str) -> str | None:
         if format == "sif":
             return ("format sif needs singularity, which is not installed with wave's local builder: "
                     "Singularity images are built by the kubernetes launcher (WAVE_BUILD_LAUNCHER=kubernetes)")
-        if not self._which(self.tool):
+        if not await asyncio.to_thread(self._which, self.tool):  # it reads the file system: not on the loop
             return (f"container builds need {self.tool}, which is not installed on this wave service "
                     "(install buildah, or set WAVE_LOCAL_BUILDER=docker and WAVE_DOCKER_HOST)")
         return None
 
     async def launch(self, job: BuildJob, log_sink: LogSink) -> LaunchResult:
-        why_not = self.unavailable(job.format)
+        why_not = await self.unavailable(job.format)
         if why_not:
             return LaunchResult(False, why_not)
         deadline = time.monotonic() + job.timeout
         env, auth = await asyncio.to_thread(self._prepare, job)
         if self.tool == "docker":
-            steps, cleanup = self._docker(job, auth.parent, env)
+            steps, cleanup = self._docker(job, docker_dir_of(job), env)
         else:
-            steps, cleanup = self._buildah(job, auth if auth.exists() else None)
+            steps, cleanup = self._buildah(job, auth)
         try:
             for phase, argv in steps:
                 if phase == "push":
@@ -127,8 +127,9 @@ class LocalLauncher:
         finally:
             await run_logged(cleanup, _Discard(), 60.0, env)
 
-    def _prepare(self, job: BuildJob) -> tuple[dict[str, str], Path]:
-        """The builder's environment: plain-http registries and the credentials file."""
+    def _prepare(self, job: BuildJob) -> tuple[dict[str, str], Path | None]:
+        """The builder's environment: plain-http registries and the credentials file (None when none was
+        written). Runs in a thread: it reads and writes files."""
         env = dict(os.environ)
         build_file = (job.workdir / job.build_file).read_text()
         hosts = referenced_registries(build_file, job.target_image)
@@ -138,11 +139,11 @@ class LocalLauncher:
         conf = write_registries_conf(job.workdir / "registries.conf",
                                      plain_http_registries(hosts, self._settings.insecure_registries))
         env["CONTAINERS_REGISTRIES_CONF"] = str(conf)
-        docker_dir = job.workdir / "docker"
+        docker_dir = docker_dir_of(job)
         docker_dir.mkdir(mode=0o700, exist_ok=True)
         auth = docker_dir / "config.json"
         write_auth_file(auth, {**self._settings.registry_credentials, **job.credentials})
-        return env, auth
+        return env, auth if auth.exists() else None
 
     def _buildah_base(self) -> list[str]:
         root = Path(self._settings.state_dir) / "buildah"
@@ -183,6 +184,11 @@ class LocalLauncher:
 
     async def close(self) -> None:
         return None
+
+
+def docker_dir_of(job: BuildJob) -> Path:
+    """Where a build's docker client configuration (its credentials) lives."""
+    return job.workdir / "docker"
 
 
 class _Discard:
