@@ -31,11 +31,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 WEB_LAYERS = {"entry points", "web", "surfaces", "keys"}  # only these may import aiohttp.web or wave.keys
 
-# Imports that still point the wrong way while the request model moves out of wave.api (it lands next).
-# Each entry must still exist: one that no longer does fails the test, so the list can only shrink.
-PENDING: set[tuple[str, str]] = set()
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -99,17 +94,11 @@ def test_imports_point_down_the_layers() -> None:
     wrong = []
     for module, targets in internal_imports().items():
         for target in sorted(targets):
-            if target == "wave" or (module, target) in PENDING:
+            if target == "wave":
                 continue
             if rank(layer_of(target)) < rank(layer_of(module)):
                 wrong.append(f"{module} ({layer_of(module)}) imports {target} ({layer_of(target)})")
     assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
-
-
-def test_pending_exceptions_are_still_real() -> None:
-    graph = internal_imports()
-    stale = sorted(f"{a} -> {b}" for a, b in PENDING if b not in graph.get(a, set()))
-    assert not stale, "remove these from PENDING, they are fixed: " + ", ".join(stale)
 
 
 def test_only_the_web_layers_use_aiohttp_web_and_app_keys() -> None:
