@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from wave.addresses import is_loopback_host
 from wave.oci.reference import DOCKER_HUB, InvalidReference, parse_reference
-from wave.registry.client import is_loopback_host
 
 _IMAGE_LINE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", re.IGNORECASE | re.MULTILINE)
 _COPY_FROM = re.compile(r"--from=(\S+)", re.IGNORECASE)
