@@ -110,7 +110,10 @@ def test_two_replicas_on_redis_share_one_count(wave_factory: Any, scripted: Scri
 
 def test_build_requests_have_their_own_limit(wave_factory: Any, scripted: ScriptedRegistry,
                                              store_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(LocalLauncher, "unavailable", lambda self, fmt: "no builder in this test")
+    async def no_builder(self: LocalLauncher, fmt: str) -> str:
+        return "no builder in this test"
+
+    monkeypatch.setattr(LocalLauncher, "unavailable", no_builder)
     wave = wave_factory(rate_limit_anon_builds=parse_rate("2/1d"), build_repo=f"{scripted.authority}/builds",
                         **store_settings)
     build = {"containerFile": "RlJPTSBidXN5Ym94Cg=="}  # FROM busybox

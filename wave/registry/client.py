@@ -85,11 +85,11 @@ def _deadlined(method: Callable[Concatenate[RegistryClient, ImageRef, P], Awaita
                ) -> Callable[Concatenate[RegistryClient, ImageRef, P], Awaitable[T]]:
     """The operation, everything it sends and the body it reads, within one ``upstream_deadline``."""
 
-    @functools.wraps(method)
-    async def within(self: RegistryClient, ref: ImageRef, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def within(self: RegistryClient, ref: ImageRef, /, *args: P.args, **kwargs: P.kwargs) -> T:
         async with self._within_deadline(ref):
             return await method(self, ref, *args, **kwargs)
 
+    functools.update_wrapper(within, method)  # its return value's type would hide within's own
     return within
 
 
