@@ -163,3 +163,53 @@ async def test_an_unhandled_error_answers_an_error_id_and_logs_it_on_one_line(
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1 and error_id[1] in errors[0].getMessage() and errors[0].exc_info is None
         assert "\n" not in errors[0].getMessage() and SECRET_BASIC not in caplog.text
+
+
+def test_the_service_log_of_wave_serve_greps_clean_after_hostile_requests(tmp_path: Any) -> None:
+    """The production path (``wave serve``: its handler's filter, batched request lines) with the requests that
+    used to leak: an oversized Authorization with a real credential, a long URL and bad request lines with a
+    token, a valid request carrying credentials and cookies, a body whose encoding does not decode."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.registry import free_port, http_request
+
+    port = free_port()
+    digest = hashlib.sha256(b"correct-horse-battery").hexdigest()
+    env = {**os.environ, "WAVE_STATE_DIR": str(tmp_path), "WAVE_PORT": str(port), "WAVE_LOG_LEVEL": "DEBUG",
+           "WAVE_METRICS_ACCOUNTS": f"metrics-admin:{digest}"}
+    proc = subprocess.Popen([sys.executable, "-m", "wave", "serve"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until it answers (it has no other way to say it is up)
+            try:
+                http_request("GET", f"http://127.0.0.1:{port}/health")
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "wave did not start"
+                time.sleep(0.05)
+        secret, token = SECRET_BASIC.encode(), TOKEN.encode()
+        for request_bytes in (
+            b"GET /v1alpha2/metrics/pulls HTTP/1.1\r\nHost: w\r\nAuthorization: Basic " + secret + b"A" * 9000
+            + b"\r\n\r\n",
+            b"GET /v2/wt/" + token + b"/x/manifests/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: w\r\n\r\n",
+            b"GET /v2/wt/" + token + b"/x/manifests/latest HTTP/1.1 junk\r\nHost: w\r\n\r\n",
+            b"GET /v2/wt/" + token + b"/library/busybox/manifests/latest HTTP/1.1\r\nHost: w\r\nAuthorization: "
+            b"Basic " + secret + b"\r\nCookie: session=" + secret + b"\r\nConnection: close\r\n\r\n",
+            b"GET /v1alpha2/metrics/pulls HTTP/1.1\r\nHost: w\r\nAuthorization: Basic " + secret
+            + b"\r\nConnection: close\r\n\r\n",
+            b"POST /v1alpha2/container HTTP/1.1\r\nHost: w\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n"
+            b"Connection: close\r\n\r\n0123456789",
+        ):
+            assert _raw(port, request_bytes).startswith(b"HTTP/1.")
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    assert "malformed request from" in output and "GET /v1alpha2/metrics/pulls" in output  # it did log
+    assert "Traceback" not in output and TOKEN not in output
+    assert SECRET_BASIC[:16] not in output and "correct-horse" not in output
+    assert "session=" + SECRET_BASIC[:8] not in output
