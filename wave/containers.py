@@ -120,8 +120,10 @@ class ContainerService:
         build_id, cached = None, None
         if request.is_build or request.freeze:
             # A dry run only plans: no registry check, no build, nothing counted.
-            ticket = self._builds.plan(request) if request.dry_run else await self._builds.submit(
-                request, owner=self._build_owner(identity))
+            # Shielded: a client that hangs up (its handler is cancelled) must not leave a build claimed in the
+            # store but never started, which identical requests would wait on until the claim expires.
+            ticket = self._builds.plan(request) if request.dry_run else await asyncio.shield(self._builds.submit(
+                request, owner=self._build_owner(identity)))
             if request.freeze:  # the answer is the real image, pushed to the build repository: no token
                 if not request.dry_run:
                     await self._record(request, None, ticket.build_id)
