@@ -235,7 +235,7 @@ class RedactingFilter(logging.Filter):
         allowed, suppressed = self.malformed.allow(time.monotonic())
         if not allowed:
             return False
-        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "a client"  # body errors: no peer
         more = f" ({suppressed} more since the last such line)" if suppressed else ""
         record.msg, record.args = "malformed request from %s: %s%s", (peer, type(exc).__name__, more)
         record.levelno, record.levelname = logging.WARNING, "WARNING"
