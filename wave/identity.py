@@ -86,8 +86,14 @@ class _Flights:
         return result
 
 
+def _registry_host(text: str) -> str:
+    """The host[:port] a credential's ``registry`` names (users write ``https://quay.io/`` or ``quay.io/org``)."""
+    return text.strip().lower().removeprefix("https://").removeprefix("http://").split("/", 1)[0]
+
+
 def _same_registry(a: str, b: str) -> bool:
-    a, b = a.lower().removeprefix("https://").rstrip("/"), b.lower().removeprefix("https://").rstrip("/")
+    """Platform matches credentials to an image by registry host only (first match wins); so does wave."""
+    a, b = _registry_host(a), _registry_host(b)
     return a == b or (a in DOCKER_HUB_ALIASES and b in DOCKER_HUB_ALIASES)
 
 

@@ -217,3 +217,15 @@ def test_a_bearer_registry_private_repository_opens_with_the_users_credentials_o
     assert refused.status == 400
     message = refused.json()["message"]  # type: ignore[index]
     assert f"no credentials for {bearer_registry.host} in the personal workspace of bob" in message, message
+
+
+def test_without_anonymous_access_a_platform_token_is_required(wave_factory: Any, platform: FakePlatform,
+                                                               basic_registry: Registry) -> None:
+    wave = wave_factory(platform_endpoints=(platform.endpoint,), allow_anonymous=False)
+    platform.pair(wave.url)
+    alice = platform.add_user("alice", "alice@example.org")
+    platform.add_credentials(alice, f"https://{basic_registry.host}/", REG_USER, REG_PASSWORD)  # as users write it
+    image = basic_registry.ref("library/busybox:latest")
+    refused = wave.request("POST", "/v1alpha2/container", {"containerImage": image})
+    assert refused.status == 401 and "towerAccessToken" in refused.body.decode()
+    wave.submit({"containerImage": image, "towerAccessToken": alice.access_token, "towerEndpoint": platform.endpoint})
