@@ -139,6 +139,9 @@ class AccessLines:
 _access_lines: AccessLines | None = None
 
 
+_redacted: dict[str, str] = {}  # request path -> as logged
+
+
 class AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
@@ -148,7 +151,13 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         if request.method == "UNKNOWN":  # a client probing TLS on a plain-http port first (skopeo does)
             return
-        client, path, ms = request.get(keys.CLIENT_IP, request.remote), redact_path(request.path), time * 1000
+        raw = request.path
+        path = _redacted.get(raw)
+        if path is None:  # a pull asks for the same few paths again and again: redact each once
+            if len(_redacted) >= 4096:
+                _redacted.clear()
+            path = _redacted[raw] = redact_path(raw)
+        client, ms = request.get(keys.CLIENT_IP, request.remote), time * 1000
         method = request.method
         if len(path) > MAX_PATH or len(method) > 16 or (client and len(client) > 64):  # hostile sizes, cut
             path, method, client = _cut(path, MAX_PATH), _cut(method, 16), _cut(client, 64) if client else client

@@ -37,19 +37,21 @@ class RevisionFile:
         if os.fstat(self._fd).st_size < 8:
             os.ftruncate(self._fd, 8)
         self._map = mmap.mmap(self._fd, 8)
+        self._word = memoryview(self._map).cast("Q")  # one aligned 8-byte word: read and written whole
 
     def value(self) -> int:
-        return int.from_bytes(self._map[:8], "little")
+        return int(self._word[0])
 
     def bump(self) -> None:
         """Blocking (a file lock): call it from a thread."""
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            self._map[:8] = (self.value() + 1).to_bytes(8, "little")
+            self._word[0] = self._word[0] + 1
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        self._word.release()
         self._map.close()
         os.close(self._fd)
 
