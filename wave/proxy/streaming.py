@@ -1,7 +1,7 @@
 """Sending blobs to clients: bytes wave holds (with Range), or upstream's response streamed through.
 
-:func:`relay` copies the body of a plain-TCP upstream straight between the two sockets through reused 1 MiB
-buffers (no per-chunk objects, no stream reader, few system calls: as fast here as a C relay such as socat, and
+:func:`relay` copies the body of a plain-TCP upstream straight between the two sockets through one reused 1 MiB
+buffer (no per-chunk objects, no stream reader, few system calls: as fast here as a C relay such as socat, and
 faster than ``splice(2)`` through a pipe, which was tried); anything else (TLS on either side, chunked upstream
 bodies, small blobs) goes chunk by chunk through aiohttp, as read. Memory stays bounded either way.
 
@@ -14,13 +14,11 @@ never reaches a client as a complete body.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
 import re
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Protocol
 
 import aiohttp
@@ -40,8 +38,8 @@ BLOB_TYPE = "application/octet-stream"
 class BlobTap(Protocol):
     """What sees a streamed blob's bytes on their way to the client (:class:`DigestVerifier` is one).
 
-    ``update`` gets every byte once, in order, possibly on a worker thread (the buffer is reused afterwards:
-    copy what must be kept);
+    ``update`` gets every byte once, in order, on the event loop (the buffer is reused afterwards: copy what
+    must be kept; do no blocking I/O there);
     ``verify`` is called once, after upstream's last byte and before the client has all of them: raising
     there (e.g. :class:`DigestMismatch`) keeps the body from ending cleanly."""
 
@@ -267,124 +265,63 @@ async def _flush(request: web.Request, transport: asyncio.Transport) -> None:
         transport.set_write_buffer_limits(high=high, low=low)
 
 
-class _Segment:
-    """One buffer of a stream's ring: filled from upstream, then written to the client and given to the tap."""
-
-    __slots__ = ("closed", "fill", "sent", "tapped", "view")
-
-    def __init__(self) -> None:
-        self.view = memoryview(bytearray(BUFFER_SIZE))
-        self.fill = self.sent = 0  # view[sent:fill] is read from upstream, not yet written to the client
-        self.closed = False  # no more bytes go into it (full, or the blob's end)
-        self.tapped = False  # the tap had view[:fill]
-
-    def reset(self) -> None:
-        self.fill = self.sent = 0
-        self.closed = self.tapped = False
-
-
 async def _copy(up: int, down: int, remaining: int, read_timeout: float | None, tap: BlobTap | None,
                 progress: Progress | None = None) -> None:
     """Move ``remaining`` bytes (at least one) from one non-blocking socket to the other, waiting on the event
-    loop; ``tap`` sees every byte and verifies after the last one is read, before that one is written.
+    loop; ``tap`` sees each read as it lands (still in the CPU's cache) and verifies after the last one, whose
+    bytes are written only once it passed.
 
-    Bytes go through up to ``SEGMENTS`` buffers of ``BUFFER_SIZE`` in turn. The tap runs on a worker thread
-    (hashing releases the GIL), a whole buffer at a time and overlapped with the copying, which goes on in
-    the other buffer: hashing on the loop's thread would add its whole cost to every byte's way. A buffer is
-    read into again only once it was written and tapped."""
+    The tap runs on the loop's thread: a worker thread was measured slower here (two cores shared with the
+    registry and the client: there is no idle core to hash on, and the hand-offs cost); a machine with cores
+    to spare runs ``wave serve --workers N``, which spreads the hashing with the streams."""
     loop = asyncio.get_running_loop()
-    segments = [_Segment()]
-    ring: collections.deque[_Segment] = collections.deque(segments)  # in byte order; the last one fills
-    spare: list[_Segment] = []
-    job: asyncio.Future[None] | None = None  # the tap working on ring[tapping]'s bytes
-    job_segment: _Segment | None = None
-    verified = tap is None
-    unyielded = 0
-    while True:
+    view = memoryview(bytearray(BUFFER_SIZE))
+    start = end = unyielded = 0  # view[start:end] is read from upstream, not yet written to the client
+    while remaining or end > start:
         moved = False
-        if job is not None and job.done():
-            job.result()
-            assert job_segment is not None
-            job_segment.tapped, job, job_segment, moved = True, None, None, True
-        while len(ring) > 1 and ring[0].sent == ring[0].fill and (ring[0].tapped or tap is None):
-            done = ring.popleft()
-            done.reset()
-            spare.append(done)
-        filling = ring[-1]
-        if remaining and filling.closed:  # the newest buffer is full: the next one
-            if not spare and len(segments) < SEGMENTS:
-                segments.append(_Segment())
-                spare.append(segments[-1])
-            if spare:
-                filling = spare.pop()
-                ring.append(filling)
-        if remaining and not filling.closed:
+        if end == start:
+            start = end = 0
+        if remaining and end < BUFFER_SIZE:
             try:
-                n = os.readv(up, [filling.view[filling.fill:filling.fill + min(remaining, BUFFER_SIZE - filling.fill)]])
+                n = os.readv(up, [view[end:end + min(remaining, BUFFER_SIZE - end)]])
             except BlockingIOError:
                 pass
             else:
                 if n == 0:
                     raise aiohttp.ClientPayloadError(f"upstream closed the connection {remaining} bytes early")
-                filling.fill, remaining, moved = filling.fill + n, remaining - n, True
-                filling.closed = filling.fill == BUFFER_SIZE or not remaining
-        if tap is not None and job is None:
-            pending = next((seg for seg in ring if seg.closed and not seg.tapped), None)
-            if pending is not None:
-                job_segment = pending
-                job = loop.run_in_executor(_tap_pool(), tap.update, pending.view[:pending.fill])
-        if not verified and not remaining and job is None and all(seg.tapped for seg in ring):
-            assert tap is not None
-            tap.verify()  # upstream's last byte is still here: a mismatch never ends the body cleanly
-            verified = True
-        sending = next((seg for seg in ring if seg.sent < seg.fill), None)
-        limit = 0
-        if sending is not None:
-            last = not remaining and sending is ring[-1]
-            limit = sending.fill - 1 if last and not verified else sending.fill  # the last byte waits for verify
-            if limit > sending.sent:
-                try:
-                    n = os.write(down, sending.view[sending.sent:limit])
-                except BlockingIOError:
-                    pass
-                except OSError as exc:  # the client went away
-                    raise ConnectionResetError(f"cannot write to the client: {exc.strerror}") from None
-                else:
-                    sending.sent, unyielded, moved = sending.sent + n, unyielded + n, True
-                    if progress is not None:
-                        progress.moved += n
-        if not remaining and verified and all(seg.sent == seg.fill for seg in ring):
-            return
+                if tap is not None:
+                    tap.update(view[end:end + n])
+                    if n == remaining:
+                        tap.verify()  # view[start:end + n] is not written yet: a mismatch never ends cleanly
+                end, remaining, moved = end + n, remaining - n, True
+        if end > start:
+            try:
+                n = os.write(down, view[start:end])
+            except BlockingIOError:
+                pass
+            except OSError as exc:  # the client went away
+                raise ConnectionResetError(f"cannot write to the client: {exc.strerror}") from None
+            else:
+                start, unyielded, moved = start + n, unyielded + n, True
+                if progress is not None:
+                    progress.moved += n
         if unyielded >= YIELD_EVERY:  # both ends are fast: never hold the loop for a whole blob
             unyielded = 0
             await asyncio.sleep(0)
         if not moved:  # wait for whichever end can move bytes first; a slow client has no time limit
-            can_read = remaining and (not ring[-1].closed or spare or len(segments) < SEGMENTS)
-            readable = up if can_read else None
-            writable = down if sending is not None and limit > sending.sent else None
             try:
-                async with asyncio.timeout(read_timeout if writable is None and job is None else None):
-                    await _ready(loop, readable, writable, job)
+                async with asyncio.timeout(None if end > start else read_timeout):
+                    await _ready(loop, up if remaining and end < BUFFER_SIZE else None,
+                                 down if end > start else None)
             except TimeoutError:
                 raise aiohttp.ServerTimeoutError("Timeout on reading data from socket") from None
 
 
-SEGMENTS = 2  # buffers per stream: one is copied while the tap hashes the other
-_tap_threads: ThreadPoolExecutor | None = None
-
-
-def _tap_pool() -> ThreadPoolExecutor:
-    """The threads taps run on, shared by every stream (each stream has one buffer in work at a time)."""
-    global _tap_threads
-    if _tap_threads is None:
-        _tap_threads = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="wave-blob-tap")
-    return _tap_threads
-async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable: int | None,
-                 job: asyncio.Future[None] | None = None) -> None:
-    """Until ``readable`` can be read, ``writable`` written or ``job`` is done (any may be None)."""
+async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable: int | None) -> None:
+    """Until ``readable`` can be read or ``writable`` written (either may be None)."""
     ready = loop.create_future()
 
-    def wake(*_: object) -> None:
+    def wake() -> None:
         if not ready.done():
             ready.set_result(None)
 
@@ -392,8 +329,6 @@ async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable
         loop.add_reader(readable, wake)
     if writable is not None:
         loop.add_writer(writable, wake)
-    if job is not None:
-        job.add_done_callback(wake)
     try:
         await ready
     finally:
@@ -401,8 +336,6 @@ async def _ready(loop: asyncio.AbstractEventLoop, readable: int | None, writable
             loop.remove_reader(readable)
         if writable is not None:
             loop.remove_writer(writable)
-        if job is not None:
-            job.remove_done_callback(wake)
 
 
 # --- the blob cache -----------------------------------------------------------------------------------
