@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import sqlite3
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.clients import Containerd, Dockerd, Podman, skopeo_copy, skopeo_inspect
-from tests.support.images import LAB_IMAGES
+from tests.support.images import LAB_IMAGES, OCI_MANIFEST, raw_manifest
 from tests.support.layers import make_layer, serve_files
-from tests.support.registry import Registry
+from tests.support.registry import Registry, http_request
 from tests.support.wave import WaveServer
 
 HELLO = make_layer({"opt/wave/hello.txt": "hello from an injected layer\n",
@@ -209,3 +212,39 @@ def test_prometheus_shows_object_cache_hits_after_a_pull(wave: WaveServer, regis
     hits = next(line for line in text.splitlines()
                 if line.startswith('wave_cache_lookups_total{cache="objects",result="hit"}'))
     assert float(hits.rsplit(" ", 1)[1]) >= 2  # the augmented manifest and its config were served from cache
+
+
+def _push_blob(registry: Registry, repository: str, data: bytes) -> str:
+    """A monolithic blob upload (POST, then PUT with the digest); returns the digest."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    start = http_request("POST", f"{registry.url}/v2/{repository}/blobs/uploads/")
+    assert start.status == 202, start.body
+    location = urllib.parse.urljoin(registry.url, start.headers["location"])
+    done = http_request("PUT", f"{location}{'&' if '?' in location else '?'}digest={digest}",
+                        {"Content-Type": "application/octet-stream"}, body=data)
+    assert done.status == 201, done.body
+    return digest
+
+
+def test_a_config_embedded_as_data_is_embedded_anew(wave: WaveServer, registry: Registry, tmp_path: Path) -> None:
+    """The image spec lets a descriptor carry its content as ``data``: after wave rewrote the config, the
+    manifest's config descriptor embeds the new config, so digest, size and data agree."""
+    source = json.loads(raw_manifest(registry, "library/busybox:oci"))
+    config = http_request("GET", f"{registry.url}/v2/library/busybox/blobs/{source['config']['digest']}").body
+    repository = "embedded/busybox"
+    for layer in source["layers"]:
+        blob = http_request("GET", f"{registry.url}/v2/library/busybox/blobs/{layer['digest']}", timeout=60).body
+        assert _push_blob(registry, repository, blob) == layer["digest"]
+    _push_blob(registry, repository, config)
+    source["mediaType"] = OCI_MANIFEST
+    source["config"]["data"] = base64.b64encode(config).decode()
+    pushed = http_request("PUT", f"{registry.url}/v2/{repository}/manifests/latest",
+                          {"Content-Type": OCI_MANIFEST}, body=json.dumps(source).encode())
+    assert pushed.status == 201, pushed.body
+    answer = wave.submit(augmented(registry, f"{repository}:latest"))
+    skopeo_copy(answer["targetImage"], tmp_path / "copy")  # skopeo checks every digest
+    descriptor = json.loads((tmp_path / "copy" / "manifest.json").read_bytes())["config"]
+    embedded = base64.b64decode(descriptor["data"], validate=True)
+    assert embedded == (tmp_path / "copy" / descriptor["digest"].split(":")[1]).read_bytes()
+    assert len(embedded) == descriptor["size"] and embedded != config
+    assert json.loads(embedded)["config"]["Cmd"] == ["greet"]
