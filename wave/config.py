@@ -304,7 +304,6 @@ class Settings:
                                                   parse_list)  # allowed to pair; "*" for any
     platform_timeout: float = setting(20.0, "WAVE_PLATFORM_TIMEOUT", parse_duration)
     secret_key: str = setting("", "WAVE_SECRET_KEY", secret=True)  # seals secrets kept in the store
-    allow_anonymous: bool = setting(True, "WAVE_ALLOW_ANONYMOUS", parse_bool)  # off: a Platform token is required
     # sha256 hex of the license tokens that may pair (empty: any token of an allowed endpoint)
     pairing_tokens: tuple[str, ...] = setting((), "WAVE_PAIRING_TOKENS", parse_digests)
 

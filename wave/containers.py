@@ -20,7 +20,7 @@ from msgspec.structs import replace
 
 from wave.builds.service import BuildOwner
 from wave.config import Settings
-from wave.errors import ApiError, BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError, WaveError
+from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError, WaveError
 from wave.http import AddressGuard
 from wave.identity import api_error
 from wave.limits import Limits, caller_identity, user_key
@@ -115,9 +115,6 @@ class ContainerService:
         identity = await self._resolve_identity(request)
         if identity is not None:
             request = replace(request, user_email=identity.email)
-        elif not self._settings.allow_anonymous:
-            raise ApiError("this wave service serves Seqera Platform users only: give towerAccessToken (and "
-                           "towerEndpoint) in the request", status=401)
         await self._count_caller(request, identity)
         inline_layers = await self._check_layers(request)
         build_id, cached = None, None

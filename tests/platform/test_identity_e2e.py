@@ -23,6 +23,7 @@ from tests.support.platform import FakePlatform
 from tests.support.registry import Registry
 from tests.support.wave import WaveServer
 from wave import keys
+from wave.config import parse_rate
 
 
 def secrets_of(paired: PairedWave) -> list[str]:
@@ -229,3 +230,21 @@ def test_without_anonymous_access_a_platform_token_is_required(wave_factory: Any
     refused = wave.request("POST", "/v1alpha2/container", {"containerImage": image})
     assert refused.status == 401 and "towerAccessToken" in refused.body.decode()
     wave.submit({"containerImage": image, "towerAccessToken": alice.access_token, "towerEndpoint": platform.endpoint})
+
+
+def test_user_limits_count_each_platform_user_apart(wave_factory: Any, platform: FakePlatform,
+                                                    basic_registry: Registry) -> None:
+    """Same client address, two users: each has their own count (limits key on the user, not the IP)."""
+    wave = wave_factory(platform_endpoints=(platform.endpoint,), rate_limit_user_pulls=parse_rate("2/1h"))
+    platform.pair(wave.url)
+    users = [platform.add_user("alice", "alice@example.org"), platform.add_user("carol", "carol@example.org")]
+    for user in users:
+        platform.add_credentials(user, basic_registry.host, REG_USER, REG_PASSWORD)
+
+    def post(user: Any) -> int:
+        return wave.request("POST", "/v1alpha2/container", {
+            "containerImage": basic_registry.ref("library/busybox:latest"), "towerAccessToken": user.access_token,
+            "towerEndpoint": platform.endpoint}).status
+
+    assert [post(users[0]) for _ in range(3)] == [200, 200, 429]
+    assert [post(users[1]) for _ in range(2)] == [200, 200]
