@@ -292,7 +292,7 @@ class Settings:
     rate_limit_anon_builds: Rate | None = setting(None, "WAVE_RATE_LIMIT_ANON_BUILDS", parse_rate)
     rate_limit_user_pulls: Rate | None = setting(None, "WAVE_RATE_LIMIT_USER_PULLS", parse_rate)
     rate_limit_user_builds: Rate | None = setting(None, "WAVE_RATE_LIMIT_USER_BUILDS", parse_rate)
-    allow_anonymous: bool = setting(True, "WAVE_ALLOW_ANONYMOUS", parse_bool)
+    allow_anonymous: bool = setting(True, "WAVE_ALLOW_ANONYMOUS", parse_bool)  # off: a Platform token is required
 
     # metrics
     metrics_accounts: Mapping[str, str] = setting({}, "WAVE_METRICS_ACCOUNTS", parse_accounts, secret=True,
