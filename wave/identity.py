@@ -25,7 +25,7 @@ import orjson
 
 from wave.config import Settings
 from wave.errors import ApiError, BadRequest, Denied, RegistryError, UpstreamUnavailable
-from wave.oci.reference import DOCKER_HUB
+from wave.oci.reference import DOCKER_HUB, ImageRef, InvalidReference, parse_repository
 from wave.platform import crypto
 from wave.platform.client import PlatformClient, PlatformError, PlatformRefused, normalize_endpoint, token_key
 from wave.platform.models import CredentialEntry, PlatformIdentity, PlatformUser, RegistryKeys, TokenPair
@@ -258,11 +258,20 @@ class IdentityService:
                 out[registry] = (keys[1].username, keys[1].password)
         return out
 
+    def _in_build_repo(self, image: ImageRef) -> bool:
+        """Whether ``image`` is in wave's own build repository (however the setting spells it)."""
+        if not self._settings.build_repo:
+            return False
+        try:
+            repo = parse_repository(self._settings.build_repo)
+        except InvalidReference:
+            return False
+        return (image.registry, image.repository) == (repo.registry, repo.repository)
+
     async def container_auth(self, container: ContainerRequest) -> UpstreamAuth | None:
         """What a ``/v2`` request of this token presents upstream (errors as OCI errors). An image wave built
         into its own build repository is pulled with wave's credentials, whoever asked for it."""
-        repo = self._settings.build_repo
-        if container.identity is None or (container.build_id and repo and str(container.image).startswith(repo + ":")):
+        if container.identity is None or (container.build_id and self._in_build_repo(container.image)):
             return None
         try:
             return await self.registry_auth(container.identity, container.image.registry)
