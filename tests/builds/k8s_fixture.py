@@ -54,6 +54,7 @@ class FakeKubernetes:
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.pod_log)
         app.router.add_post("/api/v1/namespaces/{ns}/secrets", self.create_secret)
         app.router.add_delete("/api/v1/namespaces/{ns}/secrets/{name}", self.delete_secret)
+        app.router.add_get("/api/v1/namespaces/{ns}/secrets/{name}", self.read_secret)
         return app
 
     # --- secrets ------------------------------------------------------------------------------------
@@ -66,6 +67,12 @@ class FakeKubernetes:
         self.secrets[name] = body
         self.secrets_created.append(copy.deepcopy(body))
         return web.json_response(body, status=201)
+
+    async def read_secret(self, request: web.Request) -> web.Response:
+        secret = self.secrets.get(request.match_info["name"])
+        if secret is None:
+            return _status(404, f'secrets "{request.match_info["name"]}" not found')
+        return web.json_response(secret)
 
     async def delete_secret(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -227,6 +227,11 @@ async def test_a_users_own_credentials_reach_the_build_as_its_own_secret(
     where the shared one would be, deleted after the build; the Job carries no secret."""
     fake, kubeconfig = cluster
     settings = k8s_settings(tmp_path, kubeconfig, registry_credentials={"registry.example.com": ("wave", "op-pw")})
+    shared = {"auths": {"push.example.com": {"auth": base64.b64encode(b"pusher:push-pw").decode()}}}
+    fake.secrets["wave-registry-credentials"] = {  # the operator's shared Secret: the build's own replaces it
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "wave-registry-credentials", "namespace": "wave-build"},
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(shared).encode()).decode()}}
     builds, _ = service_factory(settings)
     asked: list[set[str]] = []
 
@@ -244,8 +249,10 @@ async def test_a_users_own_credentials_reach_the_build_as_its_own_secret(
     assert secret["type"] == "kubernetes.io/dockerconfigjson"
     config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
     auths = {host: base64.b64decode(entry["auth"]).decode() for host, entry in config["auths"].items()}
-    assert auths == {"quay.io": "alice:alice-secret-pw", "registry.example.com": "wave:op-pw"}
-    assert fake.secrets_deleted == [secret["metadata"]["name"]] and not fake.secrets
+    assert auths == {"quay.io": "alice:alice-secret-pw", "registry.example.com": "wave:op-pw",
+                     "push.example.com": "pusher:push-pw"}
+    assert fake.secrets_deleted == [secret["metadata"]["name"]]
+    assert list(fake.secrets) == ["wave-registry-credentials"]
     volumes = {v["name"]: v for v in fake.created[0]["spec"]["template"]["spec"]["volumes"]}
     assert volumes["registry-auth"]["secret"]["secretName"] == secret["metadata"]["name"]
     assert "alice-secret-pw" not in json.dumps(fake.created[0])

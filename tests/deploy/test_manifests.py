@@ -269,7 +269,11 @@ def test_build_role_lets_the_wave_service_account_run_jobs_and_read_pod_logs() -
     assert {"create", "get", "list", "watch", "delete"} <= allowed("batch", "jobs")
     assert {"get", "list", "watch"} <= allowed("", "pods")
     assert "get" in allowed("", "pods/log")
-    assert not allowed("", "secrets"), "the launcher never needs to read Secrets"
+    # a build with a Platform user's credentials gets its own Secret, created and deleted; the only Secret
+    # wave may read is the shared one that the build's own must include
+    assert allowed("", "secrets") == {"create", "delete", "get"}
+    readers = [r for r in role["rules"] if "secrets" in r["resources"] and "get" in r["verbs"]]
+    assert [r.get("resourceNames") for r in readers] == [[config()["WAVE_K8S_REGISTRY_SECRET"]]]
     assert not of_kind("ClusterRole") and not of_kind("ClusterRoleBinding")
 
 

@@ -13,7 +13,8 @@ import json
 import math
 import re
 import shlex
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client as k8s
 
@@ -121,11 +122,14 @@ def auth_secret_name(build_id: str) -> str:
     return f"{job_name(build_id)[:58].rstrip('-')}-auth"
 
 
-def auth_secret(settings: Settings, job: BuildJob) -> k8s.V1Secret:
-    """The registry credentials of one build that carries a user's own (from Seqera Platform): wave's
-    configured ones plus the user's, as a ``kubernetes.io/dockerconfigjson`` Secret mounted like the shared one
-    and deleted with the build — never in the Job's spec or a command line."""
+def auth_secret(settings: Settings, job: BuildJob,
+                shared: Mapping[str, Any] | None = None) -> k8s.V1Secret:
+    """The registry credentials of one build that carries a user's own (from Seqera Platform): those of the
+    shared Secret (``shared``: its ``auths``), wave's configured ones and the user's, as a
+    ``kubernetes.io/dockerconfigjson`` Secret mounted like the shared one and deleted with the build — never in
+    the Job's spec or a command line."""
     config = auth_config({**settings.registry_credentials, **job.credentials})
+    config["auths"] = {**(shared or {}), **config["auths"]}
     encoded = base64.b64encode(json.dumps(config).encode()).decode()
     labels = {"app.kubernetes.io/name": "wave-build", "app.kubernetes.io/managed-by": "wave",
               BUILD_LABEL: job.build_id}

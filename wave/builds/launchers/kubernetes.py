@@ -8,6 +8,8 @@ pod's service account, or from a kubeconfig (``WAVE_K8S_KUBECONFIG`` or the defa
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import os
 import time
@@ -20,7 +22,14 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
 from wave.builds.launchers.base import BuildJob, LaunchResult, LogSink
-from wave.builds.launchers.k8s_job import CONTAINER, auth_secret, auth_secret_name, build_job, job_name
+from wave.builds.launchers.k8s_job import (
+    CONTAINER,
+    SECRET_KEY,
+    auth_secret,
+    auth_secret_name,
+    build_job,
+    job_name,
+)
 from wave.units import format_duration
 
 if TYPE_CHECKING:
@@ -69,7 +78,8 @@ class KubernetesLauncher:
             return LaunchResult(False, f"cannot reach Kubernetes: {exc}")
         batch, core = k8s.BatchV1Api(api), k8s.CoreV1Api(api)
         namespace, name = self._settings.k8s_namespace, job_name(job.build_id)
-        secret = auth_secret(self._settings, job) if job.credentials else None
+        secret = auth_secret(self._settings, job, await self._shared_auths(core, namespace)) \
+            if job.credentials else None
         secret_name = auth_secret_name(job.build_id) if secret is not None else None
         if secret is not None:
             try:
@@ -85,6 +95,25 @@ class KubernetesLauncher:
                 except (ApiException, HTTPError, OSError) as exc:
                     log.warning("could not delete the credentials Secret of build %s: %s", job.build_id,
                                 type(exc).__name__)
+
+    async def _shared_auths(self, core: k8s.CoreV1Api, namespace: str) -> dict[str, Any]:
+        """The ``auths`` of the shared credentials Secret (WAVE_K8S_REGISTRY_SECRET), which a build's own Secret
+        replaces and so must include; empty when it cannot be read (its content is never logged)."""
+        name = self._settings.k8s_registry_secret
+        try:
+            secret = await asyncio.to_thread(core.read_namespaced_secret, name, namespace)
+            encoded = (secret.data or {}).get(SECRET_KEY)
+            if not encoded:
+                return {}
+            auths = json.loads(base64.b64decode(encoded)).get("auths")
+            return auths if isinstance(auths, dict) else {}
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("cannot read the shared credentials Secret %s/%s: %s", namespace, name, _api_error(exc))
+            return {}
+        except (HTTPError, OSError, ValueError, AttributeError):
+            log.warning("the shared credentials Secret %s/%s is unreadable", namespace, name)
+            return {}
 
     async def _run_job(self, batch: k8s.BatchV1Api, core: k8s.CoreV1Api, namespace: str, name: str, job: BuildJob,
                        secret_name: str | None, log_sink: LogSink) -> LaunchResult:
