@@ -217,6 +217,10 @@ class IdentityService:
             except crypto.CryptoError as exc:
                 raise PlatformError(f"the credentials '{entry.name}' of {where}: {exc}", 502) from None
             username, password = payload.get("userName"), payload.get("password")
+            if payload.get("discriminator") == "aws":  # ECR: keys to exchange for a registry token
+                return (f"the Seqera Platform credentials '{entry.name}' for {registry} in {where} are AWS keys, "
+                        "which this wave does not exchange for an ECR token (store the registry's user and "
+                        "password as container registry credentials instead)")
             if not isinstance(username, str) or not isinstance(password, str):
                 raise PlatformError(f"the credentials '{entry.name}' of {where} are not registry credentials "
                                     f"(discriminator {payload.get('discriminator')!r})", 502)

@@ -248,3 +248,13 @@ def test_user_limits_count_each_platform_user_apart(wave_factory: Any, platform:
 
     assert [post(users[0]) for _ in range(3)] == [200, 200, 429]
     assert [post(users[1]) for _ in range(2)] == [200, 200]
+
+
+def test_aws_credentials_are_named_as_unsupported_not_a_failure(paired: PairedWave) -> None:
+    carol = paired.platform.add_user("carol", "carol@example.org")
+    paired.platform.add_credentials(carol, paired.registry.host, "AKIAEXAMPLE", "aws-secret-key",
+                                    workspace=WORKSPACE, name="ecr", aws=True)
+    response = paired.wave.request("POST", "/v1alpha2/container", paired.body(carol))
+    assert response.status == 400
+    message = response.json()["message"]  # type: ignore[index]
+    assert "'ecr'" in message and "AWS keys" in message and "aws-secret-key" not in message

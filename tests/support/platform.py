@@ -41,6 +41,7 @@ class FakeCredential:
     password: str
     name: str = "registry"
     provider: str = "container-reg"
+    aws: bool = False  # an ECR credential: Platform sends AWS keys instead of a user and password
 
 
 @dataclass
@@ -107,9 +108,9 @@ class FakePlatform(BackgroundApp):
         return user
 
     def add_credentials(self, user: FakeUser, registry: str, username: str, password: str,
-                        workspace: int | None = None, name: str = "registry") -> FakeCredential:
+                        workspace: int | None = None, name: str = "registry", aws: bool = False) -> FakeCredential:
         self._next_id += 1
-        entry = FakeCredential(f"cred{self._next_id}", registry, username, password, name)
+        entry = FakeCredential(f"cred{self._next_id}", registry, username, password, name, aws=aws)
         user.credentials.setdefault(workspace, []).append(entry)
         return entry
 
@@ -192,8 +193,11 @@ class FakePlatform(BackgroundApp):
                       if c.id == request.match_info["id"]), None)
         if entry is None:
             return web.json_response({"message": "not found"}, status=404)
-        payload = {"discriminator": "container-reg", "userName": entry.username, "password": entry.password,
-                   "registry": entry.registry}
+        payload: dict[str, Any] = {"discriminator": "container-reg", "userName": entry.username,
+                                   "password": entry.password, "registry": entry.registry}
+        if entry.aws:
+            payload = {"discriminator": "aws", "accessKey": entry.username, "secretKey": entry.password,
+                       "assumeRoleArn": None}
         return web.json_response({"keys": encrypt_packet(pairing.public_key, payload)})
 
     # --- the pairing client -------------------------------------------------------------------------
