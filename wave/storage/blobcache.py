@@ -29,6 +29,7 @@ from wave.storage.s3 import S3Storage
 
 log = logging.getLogger("wave.storage.blobs")
 
+RECOUNT_EVERY = 60.0  # seconds between counts of what the directory holds (replicas share it)
 TOUCH_EVERY = 60.0  # seconds: a hit refreshes a blob's place in the LRU order at most this often
 EVICT_TO = 0.9  # eviction frees space down to this fraction of the cap, so it does not run on every fill
 STALE_SPOOL = 24 * 3600.0  # spool files older than this were left by a process that died mid-fill
@@ -151,6 +152,7 @@ class DirectoryBlobs:
         self.max_bytes = max_bytes
         self._on_evict = on_evict or (lambda count, size: None)
         self._total = 0  # bytes under blobs_dir as last counted, plus what this process committed since
+        self._counted = time.monotonic()
         self._evicting = False
 
     def __repr__(self) -> str:
@@ -197,6 +199,8 @@ class DirectoryBlobs:
     async def commit(self, spool: Path, digest: str, size: int) -> None:
         await asyncio.to_thread(os.replace, spool, self.path_of(digest))
         self._total += size
+        if time.monotonic() - self._counted > RECOUNT_EVERY:  # other replicas commit too: count them in
+            self._total, self._counted = await asyncio.to_thread(_du, self.blobs_dir), time.monotonic()
         if self._total > self.max_bytes:
             await self._evict()
 
