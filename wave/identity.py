@@ -39,6 +39,7 @@ SERVICE = "tower"
 USER_TTL = 24 * 3600.0
 CREDENTIALS_TTL = 60.0
 WORKFLOW_CREDENTIALS_TTL = 24 * 3600.0  # a workflow's run asks again and again for the same credentials
+STALE_GRACE = 6 * 3600.0  # how long past their TTL credentials serve while Platform fails (not refuses)
 DOCKER_HUB_ALIASES = {DOCKER_HUB, "registry-1.docker.io", "index.docker.io", "docker.io/library"}
 
 K = TypeVar("K", bound=Hashable)
@@ -46,21 +47,30 @@ V = TypeVar("V")
 
 
 class _TtlCache(Generic[K, V]):
-    """A bounded map whose entries expire: keys come from users, so memory must not grow without end."""
+    """A bounded map whose entries expire: keys come from users, so memory must not grow without end. An
+    expired entry is kept ``grace`` seconds more for :meth:`stale` (what to use while Platform fails)."""
 
-    def __init__(self, max_items: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_items: int = 10_000, clock: Callable[[], float] = time.monotonic,
+                 grace: float = 0.0) -> None:
         self._items: OrderedDict[K, tuple[V, float]] = OrderedDict()
         self._max = max_items
         self._clock = clock
+        self._grace = grace
 
     def get(self, key: K) -> V | None:
         hit = self._items.get(key)
         if hit is None:
             return None
         if hit[1] <= self._clock():
-            del self._items[key]
+            if hit[1] + self._grace <= self._clock():
+                del self._items[key]
             return None
         return hit[0]
+
+    def stale(self, key: K) -> V | None:
+        """The entry even if expired, within the grace period."""
+        hit = self._items.get(key)
+        return hit[0] if hit is not None and hit[1] + self._grace > self._clock() else None
 
     def put(self, key: K, value: V, ttl: float) -> None:
         self._items.pop(key, None)
@@ -119,8 +129,8 @@ class IdentityService:
         self._static = static_credentials
         self._seal_key = crypto.derive_key(seal_secret, "platform-tokens")
         self._users: _TtlCache[str, PlatformUser] = _TtlCache()
-        self._lists: _TtlCache[tuple[str, int | None], list[CredentialEntry]] = _TtlCache()
-        self._keys: _TtlCache[tuple[str, int | None, str, str], RegistryKeys] = _TtlCache()
+        self._lists: _TtlCache[tuple[str, int | None], list[CredentialEntry]] = _TtlCache(grace=STALE_GRACE)
+        self._keys: _TtlCache[tuple[str, int | None, str, str], RegistryKeys] = _TtlCache(grace=STALE_GRACE)
         self._flights = _Flights()
 
     # --- who is asking ------------------------------------------------------------------------------
@@ -199,7 +209,10 @@ class IdentityService:
                 self._lists.put((user_key, identity.workspace_id), found, ttl)
                 return found
 
-            entries = await self._flights.run(("list", user_key, identity.workspace_id), fetch)
+            try:
+                entries = await self._flights.run(("list", user_key, identity.workspace_id), fetch)
+            except PlatformError as exc:
+                entries = self._stale(self._lists, (user_key, identity.workspace_id), exc, identity)
         entry = next((e for e in entries if e.provider == "container-reg" and _same_registry(e.registry, registry)),
                      None)
         if entry is None:
@@ -210,8 +223,11 @@ class IdentityService:
         cache_key = (user_key, identity.workspace_id, entry.id, record.pairing_id)
         found = self._keys.get(cache_key)
         if found is None:
-            packet = await self._client.credential_keys(identity.endpoint, tokens, entry.id, record.pairing_id,
-                                                        identity.workspace_id)
+            try:
+                packet = await self._client.credential_keys(identity.endpoint, tokens, entry.id, record.pairing_id,
+                                                            identity.workspace_id)
+            except PlatformError as exc:
+                return entry, self._stale(self._keys, cache_key, exc, identity)
             try:
                 payload = crypto.decrypt_packet(record.private_key, packet)
             except crypto.CryptoError as exc:
@@ -227,6 +243,18 @@ class IdentityService:
             found = RegistryKeys(username, password, payload.get("registry"))
             self._keys.put(cache_key, found, ttl)
         return entry, found
+
+    @staticmethod
+    def _stale(cache: _TtlCache[Any, V], key: Hashable, exc: PlatformError, identity: PlatformIdentity) -> V:
+        """What Platform answered last for ``key``, while it fails (unreachable, 5xx) rather than refuses."""
+        if isinstance(exc, PlatformRefused) or exc.status < 500:
+            raise exc
+        value = cache.stale(key)
+        if value is None:
+            raise exc
+        log.warning("Seqera Platform at %s failing (%s): using the credentials it gave before for %s",
+                    identity.endpoint, exc.status, identity.user_name)
+        return value
 
     async def request_auth(self, fields: dict[str, Any], registry: str) -> UpstreamAuth | None:
         """For a request body with the contract's ``tower*`` fields (``POST /v1alpha1/inspect``): what wave

@@ -258,3 +258,16 @@ def test_aws_credentials_are_named_as_unsupported_not_a_failure(paired: PairedWa
     assert response.status == 400
     message = response.json()["message"]  # type: ignore[index]
     assert "'ecr'" in message and "AWS keys" in message and "aws-secret-key" not in message
+
+
+def test_while_platform_is_down_the_credentials_it_gave_keep_serving(paired: PairedWave,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import wave.identity
+
+    monkeypatch.setattr(wave.identity, "CREDENTIALS_TTL", 0.001)  # every request would ask Platform again
+    paired.wave.submit(paired.body(paired.alice))
+    paired.platform.stop()  # Platform gone: the socket closes, direct calls are refused
+    answer = paired.wave.submit(paired.body(paired.alice))
+    skopeo_inspect(answer["targetImage"])
+    failing = paired.wave.request("POST", "/v1alpha2/container", paired.body(paired.bob))
+    assert failing.status == 503 and "unreachable" in failing.body.decode()
