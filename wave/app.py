@@ -68,7 +68,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         client = RegistryClient(app[keys.HTTP], settings, LastGood(store, settings.stale_ttl))
         app[keys.PAIRINGS] = pairings = PairingStore(store, settings.secret_key)
         app[keys.TUNNELS] = tunnels = Tunnels(store, settings.platform_timeout, relay_key=settings.secret_key,
-                                              relay=bool(settings.redis_url))
+                                              relay=bool(settings.redis_url) or settings.workers > 1)
         opened.push_async_callback(tunnels.close)
         seal_secret = settings.secret_key or await asyncio.to_thread(local_secret,
                                                                      str(settings.state_dir / "secret.key"))

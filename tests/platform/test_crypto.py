@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -61,3 +64,12 @@ def test_endpoints_are_normalised_with_the_legacy_rewrites(given: str | None, ex
 def test_an_endpoint_that_is_not_a_url_is_refused() -> None:
     with pytest.raises(ValueError, match="towerEndpoint"):
         normalize_endpoint("ftp://x")
+
+
+def test_the_local_secret_is_created_once_for_processes_starting_together(tmp_path: Path) -> None:
+    path = str(tmp_path / "state" / "secret.key")
+    with ProcessPoolExecutor(4) as pool:
+        values = set(pool.map(crypto.local_secret, [path] * 8))
+    assert len(values) == 1 and crypto.local_secret(path) in values
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.listdir(tmp_path / "state") == ["secret.key"]

@@ -110,7 +110,15 @@ def local_secret(path: str) -> str:
         pass
     value = base64.b64encode(os.urandom(32)).decode()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(value + "\n")
+    try:
+        os.link(temporary, path)  # atomic, and complete: processes starting together all read one secret
+    except FileExistsError:
+        with open(path) as fh:
+            value = fh.read().strip()
+    finally:
+        os.unlink(temporary)
     return value
