@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from msgspec.structs import replace
 
+from wave.bounded import BoundedCache
 from wave.builds.service import BuildOwner
 from wave.config import Settings
 from wave.errors import BadRequest, Denied, ManifestUnknown, NameUnknown, RegistryError, WaveError
@@ -74,6 +75,7 @@ def _without_inline_data(config: ContainerConfig) -> ContainerConfig:
 
 
 _CheckKey = tuple[ImageRef, Platform | None, str]  # what, for which platform, whose credentials
+MAX_CHECKS = 4096  # source checks remembered, positive and negative
 
 
 class ContainerService:
@@ -88,9 +90,10 @@ class ContainerService:
         self._builds = builds
         self._events = events
         # recently checked (source, platform, credentials) -> until when
-        self._checked: dict[_CheckKey, float] = {}
+        self._checked: BoundedCache[_CheckKey, bool] = BoundedCache(MAX_CHECKS, ttl=settings.resolve_cache_ttl)
         self._limits = limits
-        self._failed: dict[_CheckKey, tuple[float, WaveError]] = {}  # negative answers -> until when
+        self._failed: BoundedCache[_CheckKey, WaveError] = BoundedCache(  # negative answers, briefly
+            MAX_CHECKS, ttl=settings.negative_cache_ttl)
         self._flights: dict[_CheckKey, asyncio.Future[None]] = {}  # checks running now
         self._verify_pool = ThreadPoolExecutor(max(1, settings.verify_workers), thread_name_prefix="wave-verify")
 
@@ -270,14 +273,11 @@ class ContainerService:
         auth = await self._source_auth(ref, identity)
         who = auth.id if auth is not None else "static"
         key: _CheckKey = (ref, request.platform if not request.container_config.is_empty else None, who)
-        now = time.monotonic()
-        if self._checked.get(key, 0.0) > now:
+        if key in self._checked:
             return
         failed = self._failed.get(key)
         if failed is not None:
-            if failed[0] > now:
-                raise copy.copy(failed[1])
-            del self._failed[key]
+            raise copy.copy(failed)
         flight = self._flights.get(key)
         if flight is None:
             flight = asyncio.ensure_future(self._check_upstream(ref, request, auth, key))
@@ -314,13 +314,9 @@ class ContainerService:
             if exc.status >= 500:
                 self._remember_failure(key, exc)
             raise
-        self._checked[key] = time.monotonic() + self._settings.resolve_cache_ttl
-        if len(self._checked) > 4096:
-            self._checked.pop(next(iter(self._checked)))
+        self._checked.put(key, True)
 
     def _remember_failure(self, key: _CheckKey, error: WaveError) -> None:
         """Remember a negative answer briefly, and raise it."""
-        self._failed[key] = (time.monotonic() + self._settings.negative_cache_ttl, error)
-        if len(self._failed) > 4096:
-            self._failed.pop(next(iter(self._failed)))
+        self._failed.put(key, error)
         raise copy.copy(error)

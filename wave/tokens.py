@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 
+from wave.bounded import BoundedCache
 from wave.oci.models import ContainerConfig, Layer
 from wave.oci.platform import Platform, parse_platform
 from wave.oci.reference import ImageRef, parse_reference
@@ -121,7 +121,7 @@ class TokenStore:
         self._store = store
         self._reads = _SharedReads(self._read)
         self._revisions = revisions
-        self._known: OrderedDict[str, tuple[ContainerRequest, int]] = OrderedDict()
+        self._known: BoundedCache[str, tuple[ContainerRequest, int]] = BoundedCache(KNOWN_TOKENS)
 
     @staticmethod
     def _key(token: str) -> str:
@@ -134,7 +134,7 @@ class TokenStore:
         ttl = request.expires - time.time()
         writes: list[Write] = [Put(f"layer/{digest}", data, ttl=ttl) for digest, data in layers]
         writes.append(Put(self._key(request.token), request.to_json(), ttl=ttl))
-        self._known.pop(request.token, None)
+        self._known.pop(request.token)
         await self._store.write_all([*writes, *also])
 
     async def get(self, token: str) -> ContainerRequest | None:
@@ -148,12 +148,10 @@ class TokenStore:
         if known is not None:
             if known[1] == revision and known[0].expires > time.time():
                 return known[0]
-            del self._known[token]
+            self._known.pop(token)
         request = await self._reads.get(token)
         if request is not None:
-            self._known[token] = (request, revision)
-            if len(self._known) > KNOWN_TOKENS:
-                self._known.popitem(last=False)
+            self._known.put(token, (request, revision))
         return request
 
     async def _read(self, token: str) -> ContainerRequest | None:
@@ -173,7 +171,7 @@ class TokenStore:
     async def revoke(self, token: str) -> bool:
         existed = await self.get(token) is not None
         await self._store.delete(self._key(token))
-        self._known.pop(token, None)
+        self._known.pop(token)
         if self._revisions is not None:
             await asyncio.to_thread(self._revisions.bump)  # after the delete: readers that see it re-read
         return existed

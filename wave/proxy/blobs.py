@@ -11,14 +11,13 @@ against the address policy (``wave.http``).
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import aiohttp
 from yarl import URL
 
+from wave.bounded import BoundedCache
 from wave.errors import BlobUnknown, Denied, RegistryError
 from wave.http import AddressGuard, UrlRefused
 from wave.oci.models import Layer
@@ -82,7 +81,7 @@ class BlobService:
         self._tokens = tokens
         self._guard = guard  # where an upstream redirect may send the client
         self._blobs = blob_cache
-        self._confirmed: OrderedDict[tuple[str, str], float] = OrderedDict()  # (scope, digest) -> until
+        self._confirmed: BoundedCache[tuple[str, str], bool] = BoundedCache(CONFIRMED_ITEMS, ttl=CONFIRMED_FOR)
 
     async def open(self, request: ContainerRequest, digest: str, range_header: str | None,
                    method: str) -> BlobSource:
@@ -146,8 +145,7 @@ class BlobService:
             return True
         auth = await self._manifests.auth_of(request)
         scope = self._client.scope(request.image, auth)
-        until = self._confirmed.get((scope, digest))
-        if until is not None and until > time.monotonic():
+        if (scope, digest) in self._confirmed:
             return True
         try:
             exists = await self._client.blob_exists(request.image, digest, auth=auth)
@@ -158,10 +156,7 @@ class BlobService:
         return exists
 
     def _confirm(self, scope: str, digest: str) -> None:
-        self._confirmed[(scope, digest)] = time.monotonic() + CONFIRMED_FOR
-        self._confirmed.move_to_end((scope, digest))
-        while len(self._confirmed) > CONFIRMED_ITEMS:
-            self._confirmed.popitem(last=False)
+        self._confirmed.put((scope, digest), True)
 
 
     async def _source(self, request: ContainerRequest, digest: str, response: aiohttp.ClientResponse) -> BlobSource:

@@ -17,12 +17,12 @@ credentials to another user. So every object lives in a *scope*:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from wave.bounded import BoundedCache
 from wave.store import KeyValueStore
 
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}  # on every /v2/ response
@@ -57,15 +57,13 @@ class ObjectCache:
     def __init__(self, store: KeyValueStore, memory_items: int = 2048,
                  on_lookup: Callable[[bool], None] | None = None) -> None:
         self._store = store
-        self._memory: OrderedDict[str, CachedObject] = OrderedDict()
-        self._memory_items = memory_items
+        self._memory: BoundedCache[str, CachedObject] = BoundedCache(memory_items)
         self._on_lookup = on_lookup or (lambda hit: None)  # hit/miss accounting (Prometheus)
 
     async def get(self, scope: str, digest: str) -> CachedObject | None:
         key = f"object/{scope}/{digest}"
         hit = self._memory.get(key)
         if hit is not None:
-            self._memory.move_to_end(key)
             self._on_lookup(True)
             return hit
         data = await self._store.get(key)
@@ -74,16 +72,10 @@ class ObjectCache:
             return None
         media_type, _, body = data.partition(b"\n")
         obj = CachedObject(media_type.decode(), body, digest)
-        self._remember(key, obj)
+        self._memory.put(key, obj)
         return obj
 
     async def put(self, scope: str, obj: CachedObject, ttl: float) -> None:
         key = f"object/{scope}/{obj.digest}"
         await self._store.put(key, obj.media_type.encode() + b"\n" + obj.data, ttl=ttl)
-        self._remember(key, obj)
-
-    def _remember(self, key: str, obj: CachedObject) -> None:
-        self._memory[key] = obj
-        self._memory.move_to_end(key)
-        while len(self._memory) > self._memory_items:
-            self._memory.popitem(last=False)
+        self._memory.put(key, obj)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
+from wave.bounded import BoundedCache
 from wave.config import Settings
 from wave.errors import ManifestInvalid, ManifestUnknown, RegistryError
 from wave.oci import augment
@@ -81,13 +81,12 @@ class ManifestService:
         self._store = store
         self._cache = cache
         self._build_gate = build_gate
-        self._resolutions: OrderedDict[tuple[str, str], Resolution] = OrderedDict()
+        self._resolutions: BoundedCache[tuple[str, str], Resolution] = BoundedCache(MAX_RESOLUTIONS)
         self._inflight: dict[tuple[str, str], asyncio.Future[Resolution]] = {}
-        self._stale_until: dict[tuple[str, str], float] = {}  # stale resolutions: when to ask upstream again
-        self._listed: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
+        self._listed: BoundedCache[tuple[str, str], frozenset[str]] = BoundedCache(MAX_RESOLUTIONS)
         # (token, digest) -> tag, for each object wave made for a resolution in memory: which objects a
         # token may be served, without a store look-up for every upstream blob
-        self._made: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._made: BoundedCache[tuple[str, str], str] = BoundedCache(4 * MAX_RESOLUTIONS)
         self.upstream_resolutions = 0  # how many resolutions reached upstream (benchmarks read it)
 
     # --- serving ------------------------------------------------------------------------------------
@@ -153,7 +152,7 @@ class ManifestService:
         return obj
 
     async def _rederive(self, request: ContainerRequest, tag: str) -> Resolution:
-        self._resolutions.pop((request.token, tag), None)
+        self._resolutions.pop((request.token, tag))
         await self._store.delete(self._key(request, tag))
         return await self.resolve(request, tag)
 
@@ -183,9 +182,7 @@ class ManifestService:
                 manifests += children
                 blobs |= layers
         listed = frozenset(blobs)
-        self._listed[memo_key] = listed
-        while len(self._listed) > 4096:
-            self._listed.popitem(last=False)
+        self._listed.put(memo_key, listed)
         return listed
 
     # --- resolution ---------------------------------------------------------------------------------
@@ -199,18 +196,11 @@ class ManifestService:
         tag = request.image.tag
         if not tag:
             return None
-        hit = self._remembered((request.token, tag))
+        hit = self._resolutions.get((request.token, tag))
         if hit is not None:
             return hit
         stored = await self._store.get(self._key(request, tag))
         return Resolution.from_json(stored) if stored is not None else None
-
-    def _remembered(self, key: tuple[str, str]) -> Resolution | None:
-        hit = self._resolutions.get(key)
-        if hit is not None and hit.stale and self._stale_until.get(key, 0.0) <= time.monotonic():
-            self._resolutions.pop(key, None)  # served stale long enough: ask upstream again
-            return None
-        return hit
 
     async def resolve(self, request: ContainerRequest, tag: str) -> Resolution:
         """What the token serves for a tag: from memory, the store, or upstream — once for concurrent callers.
@@ -218,7 +208,7 @@ class ManifestService:
         The work runs in its own task, joined before the store read: concurrent cold requests reach upstream
         once, and a caller that goes away (a client hanging up) never cancels it for the others."""
         key = (request.token, tag)
-        hit = self._remembered(key)
+        hit = self._resolutions.get(key)
         if hit is not None:
             return hit
         task = self._inflight.get(key)
@@ -231,15 +221,11 @@ class ManifestService:
     async def _load(self, request: ContainerRequest, tag: str) -> Resolution:
         stored = await self._store.get(self._key(request, tag))
         resolution = Resolution.from_json(stored) if stored is not None else await self._resolve_upstream(request, tag)
-        self._resolutions[(request.token, tag)] = resolution  # before the waiters wake: later requests hit memory
-        if resolution.stale:
-            self._stale_until[(request.token, tag)] = time.monotonic() + STALE_RETRY
-        while len(self._resolutions) > MAX_RESOLUTIONS:
-            self._resolutions.popitem(last=False)
+        # before the waiters wake, so later requests hit memory; one made from stale upstream answers is kept
+        # STALE_RETRY seconds only, then upstream is asked again
+        self._resolutions.put((request.token, tag), resolution, ttl=STALE_RETRY if resolution.stale else None)
         for digest in resolution.created:
-            self._made[(request.token, digest)] = tag
-        while len(self._made) > 4 * MAX_RESOLUTIONS:
-            self._made.popitem(last=False)
+            self._made.put((request.token, digest), tag)
         return resolution
 
     async def _resolve_upstream(self, request: ContainerRequest, tag: str) -> Resolution:

@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from wave.bounded import BoundedCache
+
 _PARAM_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 _SEPARATOR_RE = re.compile(r"\s*,\s*(?=[a-zA-Z_][a-zA-Z0-9_-]*\s*=)")
 _SCHEME_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _UNESCAPE_RE = re.compile(r"\\(.)")
+
 
 
 @dataclass(frozen=True)
@@ -66,25 +69,16 @@ class TokenCache:
     MAX_ENTRIES = 10_000  # keys come from user-chosen registries and repositories: keep memory bounded
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
-        self._clock = clock
+        self._tokens: BoundedCache[tuple[str, str, str], str] = BoundedCache(self.MAX_ENTRIES, clock=clock)
 
     def get(self, registry: str, repository: str, creds: str) -> str | None:
-        entry = self._tokens.get((registry, repository, creds))
-        if entry and entry[1] > self._clock():
-            return entry[0]
-        return None
+        return self._tokens.get((registry, repository, creds))
 
     def put(self, registry: str, repository: str, creds: str, token: str, expires_in: float) -> None:
-        lifetime = max(expires_in - self.MARGIN, 1.0)
-        key = (registry, repository, creds)
-        self._tokens.pop(key, None)
-        if len(self._tokens) >= self.MAX_ENTRIES:
-            self._tokens.pop(next(iter(self._tokens)))  # the oldest entry
-        self._tokens[key] = (token, self._clock() + lifetime)
+        self._tokens.put((registry, repository, creds), token, ttl=max(expires_in - self.MARGIN, 1.0))
 
     def drop(self, registry: str, repository: str, creds: str) -> None:
-        self._tokens.pop((registry, repository, creds), None)
+        self._tokens.pop((registry, repository, creds))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 
 from wave.addresses import is_loopback_host
+from wave.bounded import BoundedCache
 from wave.config import Settings
 from wave.errors import (
     BlobUnknown,
@@ -100,7 +101,7 @@ class RegistryClient:
         self._session = session
         self._settings = settings
         self._last_good = last_good
-        self._challenges: dict[str, Challenge] = {}
+        self._challenges: BoundedCache[str, Challenge] = BoundedCache(MAX_REGISTRIES)
         self._tokens = TokenCache()
         self._insecure = set(settings.insecure_registries)
 
@@ -324,9 +325,7 @@ class RegistryClient:
             if challenge is None or (fresh and authorization):
                 break
             response.release()
-            if len(self._challenges) >= MAX_REGISTRIES and ref.endpoint not in self._challenges:
-                self._challenges.pop(next(iter(self._challenges)))
-            self._challenges[ref.endpoint] = challenge
+            self._challenges.put(ref.endpoint, challenge)
             self._tokens.drop(ref.endpoint, ref.repository, auth.id)
             fresh = True
         hops = 0
@@ -420,7 +419,7 @@ class RegistryClient:
             except RegistryError:
                 # A realm that failed (refused, down, denied) fails this request only: the next one asks the
                 # registry again and learns its challenge anew, instead of trusting a bad one until restart.
-                self._challenges.pop(ref.endpoint, None)
+                self._challenges.pop(ref.endpoint)
                 raise
             self._tokens.put(ref.endpoint, ref.repository, key, token, expires_in)
         return f"Bearer {token}"

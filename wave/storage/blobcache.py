@@ -18,13 +18,13 @@ import logging
 import os
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from wave.bounded import BoundedCache
 from wave.storage.s3 import S3Storage
 
 log = logging.getLogger("wave.storage.blobs")
@@ -261,7 +261,7 @@ class S3Blobs:
     def __init__(self, storage: S3Storage, spool_dir: Path) -> None:
         self.storage = storage
         self.spool_dir = spool_dir
-        self._known: OrderedDict[str, tuple[int, float]] = OrderedDict()  # digest -> size, until
+        self._known: BoundedCache[str, int] = BoundedCache(KNOWN_ITEMS, ttl=KNOWN_FOR)  # digest -> size
 
     def __repr__(self) -> str:
         return f"S3Blobs({self.storage!r})"
@@ -282,31 +282,21 @@ class S3Blobs:
 
     async def find(self, digest: str, *, signed: bool = True) -> StoredBlob | None:
         key = self._key(digest)
-        known = self._known.get(digest)
-        if known is not None and known[1] > time.monotonic():
-            size = known[0]
-        else:
-            found = await self.storage.size(key)
-            if found is None:
-                self._known.pop(digest, None)
+        size = self._known.get(digest)
+        if size is None:
+            size = await self.storage.size(key)
+            if size is None:
                 return None
-            size = found
-            self._remember(digest, size)
+            self._known.put(digest, size)
         url = await self.storage.signed_url(key, PRESIGN_SECONDS) if signed else None
         return StoredBlob(digest, size, url=url)
-
-    def _remember(self, digest: str, size: int) -> None:
-        self._known[digest] = (size, time.monotonic() + KNOWN_FOR)
-        self._known.move_to_end(digest)
-        while len(self._known) > KNOWN_ITEMS:
-            self._known.popitem(last=False)
 
     async def commit(self, spool: Path, digest: str, size: int) -> None:
         try:
             await self.storage.put_file(self._key(digest), spool)
         finally:
             await asyncio.to_thread(spool.unlink, missing_ok=True)
-        self._remember(digest, size)
+        self._known.put(digest, size)
 
     async def close(self) -> None:
         await self.storage.close()
