@@ -306,6 +306,7 @@ class Settings:
     secret_key: str = setting("", "WAVE_SECRET_KEY", secret=True)  # seals secrets kept in the store
     # sha256 hex of the license tokens that may pair (empty: any token of an allowed endpoint)
     pairing_tokens: tuple[str, ...] = setting((), "WAVE_PAIRING_TOKENS", parse_digests)
+    ecr_endpoint: str = setting("", "WAVE_ECR_ENDPOINT")  # where ECR logins are asked (default: AWS)
 
     @property
     def public_url(self) -> str:

@@ -28,6 +28,7 @@ from wave.errors import ApiError, BadRequest, Denied, RegistryError, UpstreamUna
 from wave.oci.reference import DOCKER_HUB, ImageRef, InvalidReference, parse_repository
 from wave.platform import crypto
 from wave.platform.client import PlatformClient, PlatformError, PlatformRefused, normalize_endpoint, token_key
+from wave.platform.ecr import DEFAULT_REGION, EcrError, EcrLogin, ecr_login
 from wave.platform.models import CredentialEntry, PlatformIdentity, PlatformUser, RegistryKeys, TokenPair
 from wave.platform.pairing import PairingStore
 from wave.registry.auth import UpstreamAuth
@@ -233,16 +234,32 @@ class IdentityService:
             except crypto.CryptoError as exc:
                 raise PlatformError(f"the credentials '{entry.name}' of {where}: {exc}", 502) from None
             username, password = payload.get("userName"), payload.get("password")
-            if payload.get("discriminator") == "aws":  # ECR: keys to exchange for a registry token
-                return (f"the Seqera Platform credentials '{entry.name}' for {registry} in {where} are AWS keys, "
-                        "which this wave does not exchange for an ECR token (store the registry's user and "
-                        "password as container registry credentials instead)")
+            if payload.get("discriminator") == "aws":  # ECR: keys to exchange for a registry login
+                login = await self._ecr(payload, registry, entry, where)
+                if isinstance(login, str):
+                    return login
+                found = RegistryKeys(login.username, login.password, registry)
+                self._keys.put(cache_key, found, min(ttl, max(CREDENTIALS_TTL, login.expires - time.time() - 300)))
+                return entry, found
             if not isinstance(username, str) or not isinstance(password, str):
                 raise PlatformError(f"the credentials '{entry.name}' of {where} are not registry credentials "
                                     f"(discriminator {payload.get('discriminator')!r})", 502)
             found = RegistryKeys(username, password, payload.get("registry"))
             self._keys.put(cache_key, found, ttl)
         return entry, found
+
+    async def _ecr(self, payload: dict[str, Any], registry: str, entry: CredentialEntry,
+                   where: str) -> EcrLogin | str:
+        """The ECR login for AWS keys, or why there is none (a sentence for errors; never a key)."""
+        access, secret = payload.get("accessKey"), payload.get("secretKey")
+        if not isinstance(access, str) or not isinstance(secret, str) or not access or not secret:
+            return f"the Seqera Platform credentials '{entry.name}' of {where} are AWS credentials without keys"
+        try:
+            return await ecr_login(access, secret, registry, endpoint=self._settings.ecr_endpoint,
+                                   default_region=self._settings.s3_region or DEFAULT_REGION,
+                                   call_timeout=self._settings.platform_timeout)
+        except EcrError as exc:
+            return f"the Seqera Platform credentials '{entry.name}' of {where}: {exc}"
 
     @staticmethod
     def _stale(cache: _TtlCache[Any, V], key: Hashable, exc: PlatformError, identity: PlatformIdentity) -> V:

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from tests.platform.conftest import WORKSPACE, PairedWave
-from tests.support.clients import Podman, skopeo_copy, skopeo_inspect
+from tests.support.clients import Podman, missing_tools, skopeo_copy, skopeo_inspect
 from tests.support.fixtures import REG_PASSWORD, REG_USER
+from tests.support.images import push_lab_images
 from tests.support.platform import FakePlatform
-from tests.support.registry import Registry
+from tests.support.registry import Registry, start_registry
 from tests.support.wave import WaveServer
 from wave import keys
 from wave.config import parse_rate
@@ -250,14 +251,39 @@ def test_user_limits_count_each_platform_user_apart(wave_factory: Any, platform:
     assert [post(users[1]) for _ in range(2)] == [200, 200]
 
 
-def test_aws_credentials_are_named_as_unsupported_not_a_failure(paired: PairedWave) -> None:
-    carol = paired.platform.add_user("carol", "carol@example.org")
-    paired.platform.add_credentials(carol, paired.registry.host, "AKIAEXAMPLE", "aws-secret-key",
-                                    workspace=WORKSPACE, name="ecr", aws=True)
-    response = paired.wave.request("POST", "/v1alpha2/container", paired.body(carol))
+def test_aws_credentials_that_get_no_ecr_login_are_named_in_the_refusal(wave_factory: Any, platform: FakePlatform,
+                                                                         basic_registry: Registry) -> None:
+    wave = wave_factory(platform_endpoints=(platform.endpoint,), ecr_endpoint="http://127.0.0.1:9")  # nothing there
+    platform.pair(wave.url)
+    carol = platform.add_user("carol", "carol@example.org")
+    platform.add_credentials(carol, basic_registry.host, "AKIAEXAMPLE", "aws-secret-key", name="ecr", aws=True)
+    response = wave.request("POST", "/v1alpha2/container", {
+        "containerImage": basic_registry.ref("library/busybox:latest"), "towerAccessToken": carol.access_token,
+        "towerEndpoint": platform.endpoint})
     assert response.status == 400
     message = response.json()["message"]  # type: ignore[index]
-    assert "'ecr'" in message and "AWS keys" in message and "aws-secret-key" not in message
+    assert "'ecr'" in message and "AWS ECR" in message and "aws-secret-key" not in message, message
+
+
+def test_aws_credentials_open_an_ecr_registry_through_an_ecr_login(
+        wave_factory: Any, platform: FakePlatform, lab_layout: Path, moto_server: str,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Platform holds AWS keys; wave asks ECR (moto here) for a login and pulls with it."""
+    reason = missing_tools("docker-registry", "htpasswd", "skopeo")
+    if reason:
+        pytest.skip(reason)
+    ecr = start_registry(tmp_path_factory.mktemp("ecr"), "basic", "AWS", "123456789012-auth-token")  # moto's login
+    try:
+        push_lab_images(lab_layout, ecr)
+        wave = wave_factory(platform_endpoints=(platform.endpoint,), ecr_endpoint=moto_server)
+        platform.pair(wave.url)
+        carol = platform.add_user("carol", "carol@example.org")
+        platform.add_credentials(carol, ecr.host, "AKIAEXAMPLE", "aws-secret-key", name="ecr", aws=True)
+        answer = wave.submit({"containerImage": ecr.ref("library/busybox:latest"),
+                              "towerAccessToken": carol.access_token, "towerEndpoint": platform.endpoint})
+        skopeo_inspect(answer["targetImage"])
+    finally:
+        ecr.stop()
 
 
 def test_while_platform_is_down_the_credentials_it_gave_keep_serving(paired: PairedWave,
