@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import orjson
 
+from wave.bounded import BoundedCache
 from wave.config import Settings
 from wave.errors import ApiError, BadRequest, Denied, RegistryError, UpstreamUnavailable
 from wave.oci.reference import DOCKER_HUB, ImageRef, InvalidReference, parse_repository
@@ -48,36 +48,24 @@ V = TypeVar("V")
 
 
 class _TtlCache(Generic[K, V]):
-    """A bounded map whose entries expire: keys come from users, so memory must not grow without end. An
-    expired entry is kept ``grace`` seconds more for :meth:`stale` (what to use while Platform fails)."""
+    """The one bounded cache (least recently used go first), whose entries stay ``grace`` seconds past their
+    freshness for :meth:`stale`: what to use while Platform fails."""
 
-    def __init__(self, max_items: int = 10_000, clock: Callable[[], float] = time.monotonic,
-                 grace: float = 0.0) -> None:
-        self._items: OrderedDict[K, tuple[V, float]] = OrderedDict()
-        self._max = max_items
-        self._clock = clock
+    def __init__(self, max_items: int = 10_000, grace: float = 0.0) -> None:
+        self._cache: BoundedCache[K, tuple[V, float]] = BoundedCache(max_items)
         self._grace = grace
 
     def get(self, key: K) -> V | None:
-        hit = self._items.get(key)
-        if hit is None:
-            return None
-        if hit[1] <= self._clock():
-            if hit[1] + self._grace <= self._clock():
-                del self._items[key]
-            return None
-        return hit[0]
+        hit = self._cache.get(key)
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
 
     def stale(self, key: K) -> V | None:
-        """The entry even if expired, within the grace period."""
-        hit = self._items.get(key)
-        return hit[0] if hit is not None and hit[1] + self._grace > self._clock() else None
+        """The entry even if no longer fresh, within the grace period."""
+        hit = self._cache.get(key)
+        return hit[0] if hit is not None else None
 
     def put(self, key: K, value: V, ttl: float) -> None:
-        self._items.pop(key, None)
-        self._items[key] = (value, self._clock() + ttl)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
+        self._cache.put(key, (value, time.monotonic() + ttl), ttl=ttl + self._grace)
 
 
 class _Flights:

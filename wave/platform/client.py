@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
@@ -22,6 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from wave.bounded import BoundedCache
 from wave.errors import Unavailable
 from wave.http import refusal_text, refused_address
 from wave.platform import crypto
@@ -155,7 +155,7 @@ class PlatformClient:
         # the refresh token, so a replica refreshing with the old one would be refused.
         self._store = store if secret_key else None
         self._seal = crypto.derive_key(secret_key, "platform-refreshed") if secret_key else b""
-        self._newest: OrderedDict[str, TokenPair] = OrderedDict()
+        self._newest: BoundedCache[str, TokenPair] = BoundedCache(MAX_REFRESHED)
         self._refreshing: dict[str, asyncio.Future[TokenPair]] = {}
         self.refreshes = 0  # calls to /oauth/access_token made (tests and metrics read it)
 
@@ -170,12 +170,12 @@ class PlatformClient:
 
     def current(self, endpoint: str, tokens: TokenPair) -> TokenPair:
         """The newest tokens known for a pair (the pair itself until it was refreshed)."""
-        return self._newest.get(token_key(endpoint, tokens.access), tokens)
+        return self._newest.get(token_key(endpoint, tokens.access)) or tokens
 
     async def authorized(self, endpoint: str, tokens: TokenPair, method: str, path: str) -> HttpAnswer:
         """A call with the user's token; on 401 with a refresh token, refresh once and retry once."""
         key = token_key(endpoint, tokens.access)
-        current = self._newest.get(key, tokens)
+        current = self._newest.get(key) or tokens
         accept = {"Accept": ["application/json"]}
         answer = await self.send(endpoint, HttpCall(method, endpoint + path, current.access, None, accept))
         if answer.status != 401 or not current.refresh:
@@ -230,10 +230,7 @@ class PlatformClient:
         return renewed
 
     def _remember(self, key: str, tokens: TokenPair) -> None:
-        self._newest[key] = tokens
-        self._newest.move_to_end(key)
-        while len(self._newest) > MAX_REFRESHED:
-            self._newest.popitem(last=False)
+        self._newest.put(key, tokens)
 
     async def _shared_newest(self, key: str) -> TokenPair | None:
         if self._store is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from wave.bounded import BoundedCache
 from wave.platform import crypto
 from wave.store.base import KeyValueStore
 
@@ -50,20 +51,18 @@ class PairingStore:
     def __init__(self, store: KeyValueStore, secret_key: str = "") -> None:
         self._store = store
         self._seal_key = crypto.derive_key(secret_key, "pairing-keys") if secret_key else None
-        self._cache: dict[str, tuple[PairingRecord, float]] = {}
+        self._cache: BoundedCache[str, PairingRecord] = BoundedCache(1024, ttl=CACHE_TTL)
 
     async def get(self, service: str, endpoint: str) -> PairingRecord | None:
         """The record (lease expired or not: keys it handed out still decrypt), or None when never paired."""
         key = _key(service, endpoint)
         hit = self._cache.get(key)
-        if hit is not None and hit[1] > time.monotonic():
-            return hit[0]
+        if hit is not None:
+            return hit
         data = await self._store.get(key)
         record = self._decode(key, data) if data is not None else None
         if record is not None:
-            self._cache[key] = (record, time.monotonic() + CACHE_TTL)
-            if len(self._cache) > 1024:
-                self._cache.pop(next(iter(self._cache)))
+            self._cache.put(key, record)
         return record
 
     async def acquire(self, service: str, endpoint: str) -> PairingRecord:
@@ -74,7 +73,7 @@ class PairingStore:
             data = await self._store.get(key)
             record = self._decode(key, data) if data is not None else None
             if record is not None and not record.expired:
-                self._cache[key] = (record, time.monotonic() + CACHE_TTL)
+                self._cache.put(key, record)
                 return record
             lock = f"{key}/renewing"
             token = secrets.token_hex(8).encode()
@@ -84,7 +83,7 @@ class PairingStore:
                     await self._store.put(key, self._encode(key, record), ttl=RECORD_TTL)
                 finally:
                     await self._store.delete_if(lock, token)
-                self._cache[key] = (record, time.monotonic() + CACHE_TTL)
+                self._cache.put(key, record)
                 log.info("new pairing key %s for %s at %s", record.pairing_id, service, endpoint)
                 return record
             await asyncio.sleep(0.1)  # another replica is generating it
