@@ -11,9 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import redis
 
-from tests.support.redis_url import SERVER, database
+from tests.support.redis_url import database, flushed
 from tests.support.scripted import ScriptedRegistry
 from tests.support.wave import WaveServer
 from wave.builds.launchers.local import LocalLauncher
@@ -31,14 +30,8 @@ def scripted() -> Iterator[ScriptedRegistry]:
 
 @pytest.fixture
 def limits_redis() -> Iterator[str]:
-    client = redis.Redis.from_url(LIMITS_REDIS)
-    try:
-        client.flushdb()
-    except redis.ConnectionError:
-        pytest.skip(f"no Redis at {SERVER} (apt-get install redis-server)")
-    yield LIMITS_REDIS
-    client.flushdb()
-    client.close()
+    with flushed(12):
+        yield LIMITS_REDIS
 
 
 @pytest.fixture(params=["embedded", "redis"])

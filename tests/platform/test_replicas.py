@@ -13,7 +13,7 @@ import redis
 from tests.support.clients import skopeo_inspect
 from tests.support.fixtures import REG_PASSWORD, REG_USER
 from tests.support.platform import FakePlatform
-from tests.support.redis_url import SERVER, database
+from tests.support.redis_url import database, flushed
 from tests.support.registry import Registry
 from wave import keys
 from wave.metrics import Window
@@ -24,14 +24,8 @@ SECRET = "a-long-random-operator-secret-for-the-test"
 
 @pytest.fixture
 def shared_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(SHARED)
-    try:
-        client.flushdb()
-    except redis.ConnectionError:
-        pytest.skip(f"no Redis at {SERVER} (apt-get install redis-server)")
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed(12) as client:
+        yield client
 
 
 def test_the_replica_without_the_socket_calls_platform_through_the_one_holding_it(

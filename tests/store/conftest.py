@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.support.redis_url import SERVER, database
+from tests.support.redis_url import database, flushed
 from wave.errors import Unavailable
 from wave.store import KeyValueStore
 from wave.store.embedded import EmbeddedStore
@@ -43,11 +42,5 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 @pytest.fixture
 def shared_redis() -> Iterator[str]:
     """A Redis database that several wave replicas share, flushed before and after."""
-    client = redis.Redis.from_url(SHARED_REDIS)
-    try:
-        client.flushdb()
-    except redis.ConnectionError:
-        pytest.skip(f"no Redis at {SERVER} (apt-get install redis-server)")
-    yield SHARED_REDIS
-    client.flushdb()
-    client.close()
+    with flushed(15):
+        yield SHARED_REDIS
