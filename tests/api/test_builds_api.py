@@ -24,17 +24,6 @@ def dockerfile(registry: Registry, marker: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def poll_status(wave: WaveServer, build_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = wave.request("GET", f"/v1alpha1/builds/{build_id}/status").json()
-        assert isinstance(status, dict)
-        if status["status"] == "COMPLETED":
-            return status
-        assert time.monotonic() < deadline, f"build {build_id} still {status}"
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def builder(wave_factory: Any, registry: Registry) -> WaveServer:
     return wave_factory(build_repo=f"{registry.host}/wave/builds", build_timeout=300)
@@ -46,7 +35,7 @@ def test_dockerfile_build_then_pull_and_run_then_cached(builder: WaveServer, reg
     answer = builder.submit(body)
     assert answer["cached"] is False and answer["buildId"]
     assert answer["targetImage"].startswith(f"{builder.host}/wt/{answer['containerToken']}/wave/builds:")
-    status = poll_status(builder, answer["buildId"])
+    status = builder.completed_build(answer["buildId"])
     assert status["succeeded"] is True and status["duration"] > 0 and status["id"] == answer["buildId"]
     log = builder.request("GET", f"/v1alpha1/builds/{answer['buildId']}/logs")
     assert log.status == 200 and log.headers["content-type"].startswith("text/plain") and log.body
@@ -72,7 +61,7 @@ def test_a_pull_during_the_build_waits_for_it(builder: WaveServer, registry: Reg
     puller.start()  # the build is still running: the pull must wait, then succeed
     puller.join(300)
     assert not errors, errors
-    assert poll_status(builder, answer["buildId"])["succeeded"] is True
+    assert builder.completed_build(answer["buildId"])["succeeded"] is True
     assert (tmp_path / "during" / "manifest.json").exists()
 
 
@@ -85,13 +74,13 @@ def test_identical_requests_share_one_build(builder: WaveServer, registry: Regis
     for t in threads:
         t.join(60)
     assert len({r["buildId"] for r in results}) == 1
-    assert poll_status(builder, results[0]["buildId"])["succeeded"] is True
+    assert builder.completed_build(results[0]["buildId"])["succeeded"] is True
 
 
 def test_failed_build_reports_its_log_and_fails_the_pull_clearly(builder: WaveServer, registry: Registry) -> None:
     text = f"FROM {registry.host}/library/busybox:latest\nRUN echo boom-{time.time_ns()} && exit 3\n"
     answer = builder.submit({"containerFile": base64.b64encode(text.encode()).decode()})
-    status = poll_status(builder, answer["buildId"])
+    status = builder.completed_build(answer["buildId"])
     assert status["succeeded"] is False
     log = builder.request("GET", f"/v1alpha1/builds/{answer['buildId']}/logs").body.decode()
     assert "boom-" in log
@@ -117,7 +106,7 @@ def test_freeze_pushes_a_real_image_and_answers_without_a_token(builder: WaveSer
                              "containerConfig": {"env": [f"FROZEN={time.time_ns()}"]}})
     assert "containerToken" not in answer and answer["freeze"] is True
     assert answer["targetImage"].startswith(f"{registry.host}/wave/builds:")
-    assert poll_status(builder, answer["buildId"])["succeeded"] is True
+    assert builder.completed_build(answer["buildId"])["succeeded"] is True
     config = skopeo_inspect(answer["targetImage"], config=True)
     assert any(e.startswith("FROZEN=") for e in config["config"]["Env"])
 

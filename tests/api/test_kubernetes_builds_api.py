@@ -49,11 +49,7 @@ def test_post_poll_pull_then_cached_on_the_kubernetes_launcher(wave_factory: Any
                     f"docker://{registry.host}/library/busybox:latest", f"docker://{target}"])
         fake.script.outcome, fake.script.active_polls = "succeeded", 0
 
-        deadline = time.monotonic() + 60
-        while (status := wave.request("GET", f"/v1alpha1/builds/{build_id}/status").json())["status"] != "COMPLETED":  # type: ignore[index]
-            assert time.monotonic() < deadline, status
-            time.sleep(0.1)
-        assert status["succeeded"] is True  # type: ignore[index]
+        assert wave.completed_build(build_id, timeout=60)["succeeded"] is True
         assert "load build definition" in wave.request("GET", f"/v1alpha1/builds/{build_id}/logs").body.decode()
         skopeo_copy(answer["targetImage"], tmp_path / "pulled")
         assert wave.submit({"containerFile": base64.b64encode(dockerfile.encode()).decode()})["cached"] is True

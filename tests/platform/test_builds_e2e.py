@@ -4,7 +4,6 @@ private repository; the same Dockerfile from another user never shares the build
 from __future__ import annotations
 
 import base64
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,6 @@ from wave import keys
 from wave.builds.launchers import local
 
 pytestmark = pytest.mark.skipif(not have("buildah"), reason="buildah missing (apt-get install buildah)")
-
-
-def poll_status(paired: PairedWave, build_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = paired.wave.request("GET", f"/v1alpha1/builds/{build_id}/status").json()
-        assert isinstance(status, dict)
-        if status["status"] == "COMPLETED":
-            return status
-        assert time.monotonic() < deadline, f"build {build_id} still {status}"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -69,7 +57,7 @@ def test_a_build_from_a_private_image_uses_the_users_credentials(building: Paire
 
     monkeypatch.setattr(local, "run_logged", recording)
     answer = building.wave.submit(build_body(building, building.alice, "alice-build"))
-    status = poll_status(building, answer["buildId"])
+    status = building.wave.completed_build(answer["buildId"])
     log = building.wave.request("GET", f"/v1alpha1/builds/{answer['buildId']}/logs").body.decode()
     assert status["succeeded"] is True, log
     podman.pull(answer["targetImage"])
@@ -87,10 +75,10 @@ def test_a_build_from_a_private_image_uses_the_users_credentials(building: Paire
 def test_the_same_dockerfile_from_another_user_is_their_own_build_and_fails_without_credentials(
         building: PairedWave) -> None:
     alice = building.wave.submit(build_body(building, building.alice, "shared"))
-    assert poll_status(building, alice["buildId"])["succeeded"] is True
+    assert building.wave.completed_build(alice["buildId"])["succeeded"] is True
     bob = building.wave.submit(build_body(building, building.bob, "shared"))
     assert bob["targetImage"] != alice["targetImage"]  # alice's image (from her private base) is not his
-    status = poll_status(building, bob["buildId"])
+    status = building.wave.completed_build(bob["buildId"])
     assert status["succeeded"] is False
     anonymous = building.wave.submit(build_body(building, None, "shared"))
     assert anonymous["targetImage"] not in (alice["targetImage"],)
@@ -100,7 +88,7 @@ def test_a_freeze_pushes_to_the_users_private_repository(building: PairedWave) -
     repo = building.registry.ref("alice/frozen")
     answer = building.wave.submit(paired_freeze(building, repo))
     assert answer["freeze"] is True and answer["targetImage"].startswith(repo + ":")
-    status = poll_status(building, answer["buildId"])
+    status = building.wave.completed_build(answer["buildId"])
     log = building.wave.request("GET", f"/v1alpha1/builds/{answer['buildId']}/logs").body.decode()
     assert status["succeeded"] is True, log
     assert skopeo_inspect(answer["targetImage"], creds=f"{REG_USER}:{REG_PASSWORD}")["Name"].endswith("alice/frozen")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -86,6 +87,18 @@ class WaveServer(BackgroundApp):
         answer = response.json()
         assert isinstance(answer, dict)
         return answer
+
+    def completed_build(self, build_id: str, timeout: float = 240) -> dict[str, Any]:
+        """The build's status once it is COMPLETED, as a client polling the API sees it; fails the test when
+        it is still running after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.request("GET", f"/v1alpha1/builds/{build_id}/status").json()
+            assert isinstance(status, dict)
+            if status["status"] == "COMPLETED":
+                return status
+            assert time.monotonic() < deadline, f"build {build_id} still {status}"
+            time.sleep(0.1)  # the API has no way to wait for a build: poll it, as clients do
 
 
 def start_wave(state_dir: Any, configure: Callable[[dict[str, Any]], None] | None = None,
