@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from tests.support.layers import make_layer
 from tests.support.scripted import CONFIG_DIGEST, MANIFEST_DIGEST, ScriptedRegistry
-from tests.support.wave import WaveServer
+from tests.support.wave import WaveServer, read_until_closed
 from wave.builds.launchers.local import LocalLauncher
 from wave.registry.client import RegistryClient
 
@@ -104,13 +104,7 @@ def send(wave: WaveServer, data: bytes, timeout: float = 30.0, half_close: bool 
                 sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # wave refused the rest of an oversized request: its answer is still there to read
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            pass
-    head = b"".join(chunks)[:64]
+        head = read_until_closed(sock)[:64]
     match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
     status = int(match[1]) if match else None
     STATUSES[status or 0] += 1

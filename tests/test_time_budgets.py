@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.scripted import BIG_BLOB_DIGEST, CONFIG_DIGEST, ScriptedRegistry
-from tests.support.wave import WaveServer
+from tests.support.wave import WaveServer, read_until_closed
 
 
 @pytest.fixture
@@ -27,16 +27,6 @@ def scripted() -> Iterator[ScriptedRegistry]:
     upstream = ScriptedRegistry().start()
     yield upstream
     upstream.stop()
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    chunks = []
-    try:
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    except ConnectionResetError:
-        pass
-    return b"".join(chunks)
 
 
 def manifest_path(wave: WaveServer, scripted: ScriptedRegistry) -> str:

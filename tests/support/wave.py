@@ -7,6 +7,7 @@ server must keep serving while a test waits for one, so it cannot share the test
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -110,3 +111,14 @@ def start_wave(state_dir: Any, configure: Callable[[dict[str, Any]], None] | Non
     if configure:
         configure(values)
     return WaveServer(load_settings(environ={}, **values)).start()
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything a raw connection to wave receives until wave closes it (a reset ends it too)."""
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)

@@ -38,6 +38,7 @@ from wave.errors import (
     UpstreamUnavailable,
 )
 from wave.http import refusal_text, refused_address
+from wave.oci import augment
 from wave.oci.digest import sha256_digest
 from wave.oci.mediatypes import ALL_MANIFEST_ACCEPT, manifest_type_of
 from wave.oci.reference import ImageRef
@@ -137,12 +138,7 @@ class RegistryClient:
             data = await self._read(response, MAX_MANIFEST_SIZE, ref)
         if data is None:
             raise ManifestInvalid(f"manifest of {ref} is larger than {format_size(MAX_MANIFEST_SIZE)}")
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise ManifestInvalid(f"upstream sent a manifest for {ref} that is not JSON") from None
-        if not isinstance(document, dict):
-            raise ManifestInvalid(f"upstream sent a manifest for {ref} that is not a JSON object")
+        document = upstream_document(data, f"the manifest upstream sent for {ref}")
         digest = sha256_digest(data)
         if ref.digest and ref.digest.startswith("sha256:") and digest != ref.digest:
             raise DigestInvalid(f"upstream sent a manifest for {ref} whose digest is {digest}")
@@ -517,6 +513,14 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int, min_rate: fl
                     chunks.append(chunk)
         except TimeoutError:
             raise TooSlow(f"{got} bytes in {window:g}s, below the minimum of {min_rate:g} bytes/s") from None
+
+
+def upstream_document(data: bytes, what: str) -> dict[str, Any]:
+    """A manifest or config an upstream sent, as a JSON object; ManifestInvalid (an OCI error) otherwise."""
+    try:
+        return augment.load_document(data, what)
+    except augment.InvalidManifest as exc:
+        raise ManifestInvalid(str(exc)) from None
 
 
 def _path_of(url: str) -> str:

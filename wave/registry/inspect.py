@@ -10,15 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from wave.errors import ManifestInvalid
 from wave.oci import augment
 from wave.oci.mediatypes import is_index
 from wave.oci.platform import Platform
 from wave.oci.reference import ImageRef
 from wave.registry.auth import UpstreamAuth
-from wave.registry.client import Manifest, RegistryClient
+from wave.registry.client import Manifest, RegistryClient, upstream_document
 
 MAX_CONFIG_SIZE = 8 << 20
 
@@ -48,23 +45,13 @@ class Inspection:
         return body
 
 
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise ManifestInvalid(f"{what} is not JSON") from None
-    if not isinstance(document, dict):
-        raise ManifestInvalid(f"{what} is not a JSON object")
-    return document
-
-
 async def inspect_image(client: RegistryClient, ref: ImageRef, platform: Platform | None = None, *,
                         auth: UpstreamAuth | None = None) -> Inspection:
     """The image manifest and its config; for an index the index itself, and with ``platform`` also the
     manifest and config of that platform's entry (augment.NoMatchingPlatform when it has none). ``auth``: a
     Platform user's credentials (None: wave's)."""
     manifest = await client.get_manifest(ref, auth=auth)
-    document = _json(manifest.data, f"the manifest of {ref}")
+    document = upstream_document(manifest.data, f"the manifest of {ref}")
     if is_index(manifest.media_type):
         chosen = None
         if platform is not None:
@@ -75,5 +62,5 @@ async def inspect_image(client: RegistryClient, ref: ImageRef, platform: Platfor
     descriptor = document.get("config")
     if isinstance(descriptor, dict) and isinstance(descriptor.get("digest"), str):
         data = await client.get_blob(ref, descriptor["digest"], MAX_CONFIG_SIZE, auth=auth)
-        config = _json(data, f"the config of {ref}")
+        config = upstream_document(data, f"the config of {ref}")
     return Inspection(ref, manifest, document, config)
