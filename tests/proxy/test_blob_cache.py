@@ -19,12 +19,8 @@ from aiohttp import web
 
 from tests.storage.s3server import S3Endpoint
 from tests.support.registry import http_request
-from tests.support.wave import BackgroundApp, WaveServer
+from tests.support.wave import BackgroundApp, WaveServer, issue_plain_token
 from wave import keys
-from wave.oci.models import ContainerConfig
-from wave.oci.platform import DEFAULT_PLATFORM
-from wave.oci.reference import parse_reference
-from wave.tokens import ContainerRequest, new_token
 
 BLOB = os.urandom(3 << 20) + b"tail"
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
@@ -80,17 +76,9 @@ class StubUpstream:
         self.server.stop()
 
 
-async def _issue(wave: WaveServer, image: str) -> str:
-    """A token for an image on a stub upstream, stored as the API would after its upstream check."""
-    now = time.time()
-    request = ContainerRequest(new_token(), parse_reference(image), ContainerConfig(), DEFAULT_PLATFORM, now,
-                               now + 600)
-    await wave.app[keys.TOKENS].save(request)
-    return request.token
-
 
 def _blob_path(wave: WaveServer, upstream: StubUpstream, repository: str) -> str:
-    token = wave.call(_issue(wave, f"{upstream.host}/{repository}:latest"))
+    token = wave.call(issue_plain_token(wave, f"{upstream.host}/{repository}:latest"))
     return f"/v2/wt/{token}/{repository}/blobs/{DIGEST}"
 
 

@@ -7,7 +7,6 @@ import http.client
 import logging
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,10 @@ from aiohttp import web
 
 from tests.support.clients import missing_tools, skopeo_copy
 from tests.support.registry import Registry, http_request
-from tests.support.wave import BackgroundApp, WaveServer
-from wave import keys
+from tests.support.wave import BackgroundApp, WaveServer, issue_plain_token
 from wave.oci.digest import DigestMismatch, DigestVerifier, sha256_digest
 from wave.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
-from wave.oci.models import ContainerConfig
-from wave.oci.platform import DEFAULT_PLATFORM
-from wave.oci.reference import parse_reference
 from wave.proxy import streaming
-from wave.tokens import ContainerRequest, new_token
 
 BLOB = os.urandom(3 << 20) + b"end"  # above the direct-copy threshold, and not a multiple of any buffer
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
@@ -92,7 +86,7 @@ def test_upstream_closing_early_never_passes_for_a_whole_blob(streaming_path: st
     upstream = BackgroundApp(app).start()
     try:
         wave = wave_factory(upstream_retries=1)
-        token = wave.call(_issue(wave, f"127.0.0.1:{upstream.port}/library/busybox:latest"))
+        token = wave.call(issue_plain_token(wave, f"127.0.0.1:{upstream.port}/library/busybox:latest"))
         conn = http.client.HTTPConnection("127.0.0.1", wave.settings.port, timeout=60)
         conn.request("GET", f"/v2/wt/{token}/library/busybox/blobs/{DIGEST}")
         response = conn.getresponse()
@@ -102,14 +96,6 @@ def test_upstream_closing_early_never_passes_for_a_whole_blob(streaming_path: st
     finally:
         upstream.stop()
 
-
-async def _issue(wave: WaveServer, image: str) -> str:
-    """A token for an image whose upstream is a stub: stored directly, as the API would after its check."""
-    now = time.time()
-    request = ContainerRequest(new_token(), parse_reference(image), ContainerConfig(), DEFAULT_PLATFORM, now,
-                               now + 600)
-    await wave.app[keys.TOKENS].save(request)
-    return request.token
 
 
 class LyingRegistry:
@@ -188,7 +174,7 @@ def test_wrong_bytes_under_a_digest_never_end_cleanly(streaming_path: str, wave_
     lie = bytes([true_layer[0] ^ 1]) + true_layer[1:]  # one bit off, the same length
     with LyingRegistry(true_layer, lie) as upstream:
         wave = wave_factory(upstream_retries=1)
-        token = wave.call(_issue(wave, upstream.image))
+        token = wave.call(issue_plain_token(wave, upstream.image))
         path = f"/v2/wt/{token}/library/lie/blobs/{upstream.layer_digest}"
         with caplog.at_level(logging.WARNING, logger="wave.proxy"):
             status, headers, body, clean = _get(wave.settings.port, path)
@@ -208,7 +194,7 @@ def test_right_bytes_of_any_size_pass_whole(streaming_path: str, wave_factory: A
     true_layer, blob = os.urandom(16), os.urandom(size)
     with LyingRegistry(true_layer, os.urandom(16), good=(blob,)) as upstream:
         wave = wave_factory(upstream_retries=1)
-        token = wave.call(_issue(wave, upstream.image))
+        token = wave.call(issue_plain_token(wave, upstream.image))
         status, _, body, clean = _get(wave.settings.port, f"/v2/wt/{token}/library/lie/blobs/{sha256_digest(blob)}")
         assert (status, clean) == (200, True) and body == blob
 

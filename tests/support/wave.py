@@ -17,8 +17,13 @@ import orjson
 from aiohttp import web
 
 from tests.support.registry import HttpResponse, free_port, http_request
+from wave import keys
 from wave.app import create_app
 from wave.config import Settings, load_settings
+from wave.oci.models import ContainerConfig
+from wave.oci.platform import DEFAULT_PLATFORM
+from wave.oci.reference import parse_reference
+from wave.tokens import ContainerRequest, new_token
 
 T = TypeVar("T")
 
@@ -111,6 +116,16 @@ def start_wave(state_dir: Any, configure: Callable[[dict[str, Any]], None] | Non
     if configure:
         configure(values)
     return WaveServer(load_settings(environ={}, **values)).start()
+
+
+async def issue_plain_token(wave: WaveServer, image: str) -> str:
+    """A token for an image whose upstream is a stub, stored directly, as the API would after its upstream
+    check (which a stub that serves only blobs would not pass)."""
+    now = time.time()
+    request = ContainerRequest(new_token(), parse_reference(image), ContainerConfig(), DEFAULT_PLATFORM, now,
+                               now + 600)
+    await wave.app[keys.TOKENS].save(request)
+    return request.token
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
