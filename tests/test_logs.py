@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from wave.logs import MALFORMED_BURST, JsonFormatter, install_redaction
-from wave.middlewares import error_middleware, render_api, render_oci
+from wave.middlewares import edge_middleware
+from wave.prometheus import OpsMetrics
 from wave.redact import MAX_LINE, redact_path, redact_text
 
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -42,7 +43,7 @@ async def test_unhandled_errors_log_the_path_without_the_token(aiohttp_client: A
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("a bug")
 
-    app = web.Application(middlewares=[error_middleware(render_api)])
+    app = web.Application(middlewares=[edge_middleware((), OpsMetrics())])
     app.router.add_get("/container-token/{token}", broken)
     client = await aiohttp_client(app)
     with caplog.at_level(logging.ERROR):
@@ -150,14 +151,17 @@ async def test_an_unhandled_error_answers_an_error_id_and_logs_it_on_one_line(
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError(f"a bug near Authorization: Basic {SECRET_BASIC}")
 
-    for render in (render_api, render_oci):
-        app = web.Application(middlewares=[error_middleware(render)])
-        app.router.add_get("/broken", broken)
-        client = await aiohttp_client(app)
+    app = web.Application(middlewares=[edge_middleware((), OpsMetrics())])
+    for path in ("/broken", "/v2/broken"):  # the control API's shape, then OCI's
+        app.router.add_get(path, broken)
+    client = await aiohttp_client(app)
+    for path in ("/broken", "/v2/broken"):
         caplog.clear()
         with caplog.at_level(logging.INFO):
-            response = await client.get("/broken")
+            response = await client.get(path)
         assert response.status == 500 and response.content_type == "application/json"
+        body = await response.json()
+        assert list(body) == (["errors"] if path.startswith("/v2") else ["message"])
         error_id = re.search(r"error id ([0-9a-f]{12})", await response.text())
         assert error_id is not None
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -15,7 +15,6 @@ from wave.config import Settings
 if TYPE_CHECKING:
     from wave.builds.service import BuildService
     from wave.containers import ContainerService
-    from wave.errors import WaveError
     from wave.identity import IdentityService
     from wave.limits import Limits
     from wave.metrics import UsageMetrics
@@ -50,4 +49,3 @@ IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity")  # Platform users
 
 # per request
 CLIENT_IP: web.RequestKey[str | None] = web.RequestKey("client_ip")  # behind trusted proxies: the real client
-ERROR: web.RequestKey[WaveError] = web.RequestKey("error")  # what the error middleware rendered (accounting)

@@ -1,14 +1,19 @@
-"""The middlewares every request passes: its client's address, and the rendering of errors.
+"""The one middleware every request passes: where a request enters wave and its answer leaves.
 
-Errors are rendered by the application that serves the route: the ``/v2`` sub-application answers OCI error
-JSON (``{"errors":[{"code","message","detail"}]}``), the control API ``{"message": …}``. Nothing else turns
-exceptions into responses, and a client never sees a traceback.
+It records the client's address, counts and times the request by route family, and renders errors in the
+shape of the surface that serves the route: ``/v2`` answers OCI error JSON
+(``{"errors":[{"code","message","detail"}]}``), the control API ``{"message": …}``. Nothing else turns
+exceptions into responses, and a client never sees a traceback. One middleware, not one per concern: each
+layer of aiohttp's middleware chain costs a coroutine per request, and the warm manifest path is measured
+against an app that has none.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +24,8 @@ from aiohttp.typedefs import Middleware
 
 from wave import keys
 from wave.addresses import client_address
-from wave.errors import ApiError, RegistryError, WaveError
+from wave.errors import ApiError, Denied, RegistryError, TooManyRequests, UpstreamUnavailable, WaveError
+from wave.prometheus import OpsMetrics
 from wave.proxy.cache import API_VERSION
 from wave.redact import redact_path, redact_text
 from wave.responses import json_response
@@ -28,7 +34,13 @@ log = logging.getLogger("wave.errors")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Renderer = Callable[[web.Request, WaveError], web.Response]
+CLIENT_CLOSED = 499  # nginx's code for "the client went away before the answer": cancelled handlers
 _OCI_CODES = {404: "NAME_UNKNOWN", 405: "UNSUPPORTED"}  # aiohttp's own errors on /v2, as the spec names them
+_UPSTREAM_ERRORS = (UpstreamUnavailable, TooManyRequests, Denied)  # raised only for upstream registries' answers
+_OPS_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+# --- rendering --------------------------------------------------------------------------------------
 
 
 def oci_body(code: str, message: str, detail: Any = None) -> bytes:
@@ -55,29 +67,6 @@ def _as_wave_error(exc: web.HTTPException, oci: bool) -> WaveError:
     return ApiError(exc.reason, status=exc.status, headers=headers)
 
 
-def error_middleware(render: Renderer) -> Middleware:
-    """Render WaveError, aiohttp's HTTP errors in the same shape, and anything else as a logged 500 without
-    internals. The error is also left on the request (``keys.ERROR``) for request accounting."""
-    oci = render is render_oci
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except WaveError as exc:
-            error = exc
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            error = _as_wave_error(exc, oci)
-        except Exception as exc:
-            error = internal_error(request, exc, oci)
-        request[keys.ERROR] = error
-        return render(request, error)
-
-    return middleware
-
-
 def internal_error(request: web.Request, exc: BaseException, oci: bool) -> WaveError:
     """A bug, answered as a 500 whose message carries an error id, and logged as one line with that id (the
     exception and where it was raised; the traceback only at debug level): an operator finds the line from
@@ -94,12 +83,74 @@ def internal_error(request: web.Request, exc: BaseException, oci: bool) -> WaveE
     return WaveError(message)
 
 
-def client_address_middleware(trusted: tuple[str, ...]) -> Middleware:
-    """Record each request's client address as ``request[keys.CLIENT_IP]`` (metrics and access logs use it)."""
+# --- route families ---------------------------------------------------------------------------------
+
+
+_FAMILIES: dict[str, str] = {}  # route template -> family: computed once per route
+
+
+def route_family(request: web.Request) -> str:
+    """The family of a request (``v2-manifest``, ``v2-blob``, ``v2-other``, ``api``, ``metrics``, ``ops``),
+    from the route it matched (its template, so a repository named ``manifests`` cannot confuse it), or from
+    the path when no route matched."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return _family_of(request.path)
+    family = _FAMILIES.get(resource.canonical)
+    if family is None:
+        family = _FAMILIES[resource.canonical] = _family_of(resource.canonical)
+    return family
+
+
+def _family_of(template: str) -> str:
+    if template == "/v2" or template.startswith("/v2/"):
+        if template.endswith("/manifests/{reference}"):
+            return "v2-manifest"
+        if template.endswith("/blobs/{digest}"):
+            return "v2-blob"
+        return "v2-other"
+    if template.startswith(("/v1alpha1/metrics", "/v1alpha2/metrics")):
+        return "metrics"
+    if template in _OPS_PATHS:
+        return "ops"
+    return "api"
+
+
+# --- the middleware ---------------------------------------------------------------------------------
+
+
+def edge_middleware(trusted_proxies: tuple[str, ...], ops: OpsMetrics) -> Middleware:
+    """Record the client's address (``request[keys.CLIENT_IP]``, for metrics, limits and access logs); count
+    and time the request, and upstream registries' errors by code; render WaveError, aiohttp's HTTP errors in
+    the same shape, and anything else as a logged 500 without internals. Redirects pass through as raised."""
+
+    def rendered(request: web.Request, error: WaveError, oci: bool) -> web.Response:
+        if isinstance(error, _UPSTREAM_ERRORS):
+            ops.upstream_error(error.code, error.status)
+        return (render_oci if oci else render_api)(request, error)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[keys.CLIENT_IP] = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
-        return await handler(request)
+        start = time.perf_counter()
+        request[keys.CLIENT_IP] = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                                 trusted_proxies) if trusted_proxies else request.remote
+        family = route_family(request)
+        oci = family.startswith("v2")
+        try:
+            response = await handler(request)
+        except WaveError as exc:
+            response = rendered(request, exc, oci)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # redirects (a blob in the S3 cache)
+                ops.observe_request(family, request.method, exc.status, time.perf_counter() - start)
+                raise
+            response = rendered(request, _as_wave_error(exc, oci), oci)
+        except asyncio.CancelledError:
+            ops.observe_request(family, request.method, CLIENT_CLOSED, time.perf_counter() - start)
+            raise
+        except Exception as exc:
+            response = rendered(request, internal_error(request, exc, oci), oci)
+        ops.observe_request(family, request.method, response.status, time.perf_counter() - start)
+        return response
 
     return middleware

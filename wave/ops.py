@@ -10,96 +10,25 @@
   an IP, an organisation or a token. The deploy manifests expose wave through a ClusterIP Service only;
   whoever adds a public Ingress should not route ``/metrics`` through it.
 
-The middleware counts every request by route family (``v2-manifest``, ``v2-blob``, ``v2-other``, ``api``,
-``metrics``, ``ops``), method and status, times it, and counts errors that come from upstream registries
-(``UNAVAILABLE``, ``TOOMANYREQUESTS``, ``DENIED``: the registry client raises these only for upstream
-answers; the error middlewares leave what they rendered on the request).
+Requests are counted and timed by route family in :mod:`wave.middlewares`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from wave import __version__, keys
-from wave.errors import Denied, TooManyRequests, UpstreamUnavailable, WaveError
-from wave.prometheus import OpsMetrics, sample
+from wave.errors import WaveError
+from wave.prometheus import sample
 from wave.responses import json_response
 
 log = logging.getLogger("wave.ops")
 
 READY_TIMEOUT = 3.0  # seconds a store ping may take before the replica is reported unready
-_UPSTREAM_ERRORS = (UpstreamUnavailable, TooManyRequests, Denied)
-_OPS_PATHS = frozenset({"/health", "/ready", "/metrics"})
-CLIENT_CLOSED = 499  # nginx's code for "the client went away before the answer": cancelled handlers
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-# --- request accounting -----------------------------------------------------------------------------
-
-
-_FAMILIES: dict[str, str] = {}  # route template -> family: computed once per route
-
-
-def route_family(request: web.Request) -> str:
-    """The family of a request, from the route it matched (its template, so a repository named
-    ``manifests`` cannot confuse it), or from the path when no route matched."""
-    resource = request.match_info.route.resource
-    if resource is None:
-        return _family_of(request.path)
-    family = _FAMILIES.get(resource.canonical)
-    if family is None:
-        family = _FAMILIES[resource.canonical] = _family_of(resource.canonical)
-    return family
-
-
-def _family_of(template: str) -> str:
-    if template.startswith("/v2"):
-        if template.endswith("/manifests/{reference}"):
-            return "v2-manifest"
-        if template.endswith("/blobs/{digest}"):
-            return "v2-blob"
-        return "v2-other"
-    if template.startswith(("/v1alpha1/metrics", "/v1alpha2/metrics")):
-        return "metrics"
-    if template in _OPS_PATHS:
-        return "ops"
-    return "api"
-
-
-def accounting_middleware(ops: OpsMetrics) -> Middleware:
-    """Count and time every request. It sits outside the error middlewares, which leave the error they
-    rendered on the request (``keys.ERROR``): errors from upstream registries are counted by code."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        family, status, start = route_family(request), 500, time.perf_counter()
-        try:
-            response = await handler(request)
-            status = response.status
-            error = request.get(keys.ERROR)
-            if isinstance(error, _UPSTREAM_ERRORS):
-                ops.upstream_error(error.code, error.status)
-            return response
-        except web.HTTPException as exc:  # redirects, which the error middlewares let through
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED
-            raise
-        finally:
-            ops.observe_request(family, request.method, status, time.perf_counter() - start)
-
-    return middleware
-
-
-# --- handlers ---------------------------------------------------------------------------------------
 
 
 async def health(request: web.Request) -> web.Response:

@@ -22,18 +22,15 @@ from wave.config import load_settings
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
 
-def _app_routes(app: web.Application, prefix: str = "") -> set[tuple[str, str]]:
-    """(method, path template) of every route, sub-applications included; aiohttp's implicit HEAD of a GET
-    and catch-all routes (method ``*``) are not operations."""
+def _app_routes(app: web.Application) -> set[tuple[str, str]]:
+    """(method, path template) of every route; aiohttp's implicit HEAD of a GET and catch-all routes (method
+    ``*``) are not operations."""
     routes: set[tuple[str, str]] = set()
     for resource in app.router.resources():
-        if isinstance(resource, web.PrefixedSubAppResource):
-            routes |= _app_routes(resource._app, prefix)
-            continue
         for route in resource:
             method = route.method.lower()
             if method in HTTP_METHODS:
-                routes.add((method, prefix + resource.canonical))
+                routes.add((method, resource.canonical))
     return routes
 
 

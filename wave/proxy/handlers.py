@@ -36,10 +36,10 @@ async def ping(request: web.Request) -> web.Response:
 
 async def unknown_route(request: web.Request) -> web.Response:
     """Every ``/v2`` path no route serves: 405 with ``Allow`` when another method would be served (a push to a
-    read-only proxy), else 404 — both as OCI errors, because they stay in the ``/v2`` application."""
+    read-only proxy), else 404 — both as OCI errors, as every ``/v2`` route answers them."""
     allowed: set[str] = set()
     for resource in request.app.router.resources():
-        if resource is not request.match_info.route.resource:
+        if resource is not request.match_info.route.resource and resource.canonical.startswith("/v2/"):
             allowed |= (await resource.resolve(request))[1]
     if allowed:
         raise UnsupportedOperation(f"{request.method} is not supported: wave serves pulls only",
@@ -55,7 +55,7 @@ async def read_only(request: web.Request) -> web.Response:
 async def _container(request: web.Request) -> ContainerRequest:
     """The token's request, if the token is live and the path names its repository."""
     token, name = request.match_info["token"], request.match_info["name"]
-    container = await request.config_dict[keys.TOKENS].get(token)
+    container = await request.app[keys.TOKENS].get(token)
     if container is None:
         raise NameUnknown("unknown or expired wave token", detail={"name": f"wt/{token[:8]}…/{name}"})
     if name != container.image.repository:
@@ -66,12 +66,12 @@ async def _container(request: web.Request) -> ContainerRequest:
 async def manifest(request: web.Request) -> web.Response:
     container = await _container(request)
     reference = request.match_info["reference"]
-    manifests = request.config_dict[keys.MANIFESTS]
+    manifests = request.app[keys.MANIFESTS]
     kind = reference_kind(reference)
     if kind == "digest":
         obj = await manifests.by_digest(container, reference)
     elif kind == "tag":
-        limits = request.config_dict[keys.LIMITS]
+        limits = request.app[keys.LIMITS]
         if limits.pulls_limited and request.method == "GET":  # a pull starts here; off costs nothing
             caller = caller_identity(request.get(keys.CLIENT_IP, request.remote), user_key(container.identity))
             await limits.count("pulls", caller)
@@ -80,7 +80,7 @@ async def manifest(request: web.Request) -> web.Response:
         raise DigestInvalid(f"invalid digest {reference[:200]!r}: expected algorithm:hex, e.g. sha256:<64 hex>")
     else:
         raise ManifestUnknown(f"manifest {reference[:200]!r} unknown: a reference is a digest or a tag")
-    events = request.config_dict.get(keys.EVENTS)
+    events = request.app.get(keys.EVENTS)
     if events is not None and request.method == "GET" and obj.media_type in IMAGE_MANIFEST_TYPES:
         events.count_pull(container, request.get(keys.CLIENT_IP, request.remote))
     return web.Response(body=obj.data, headers=obj.headers)  # aiohttp sends no body for HEAD
@@ -94,7 +94,7 @@ async def blob(request: web.Request) -> web.StreamResponse:
         raise DigestInvalid(f"invalid blob digest {digest[:200]!r}: expected algorithm:hex, e.g. sha256:<64 hex>")
     if kind != "digest":
         raise BlobUnknown(f"blob {digest[:200]!r} unknown: blobs are named by their digest")
-    source = await request.config_dict[keys.BLOBS].open(container, digest, request.headers.get("Range"), request.method)
+    source = await request.app[keys.BLOBS].open(container, digest, request.headers.get("Range"), request.method)
     if isinstance(source, RedirectBlob):
         raise web.HTTPTemporaryRedirect(source.location, headers=API_VERSION)
     if isinstance(source, CachedObject):
@@ -105,7 +105,7 @@ async def blob(request: web.Request) -> web.StreamResponse:
         return await send_filling_blob(request, source.fill, source.reader)
     if isinstance(source, CachedHead):
         return send_cached_head(source.size, source.digest)
-    settings = request.config_dict[keys.SETTINGS]
+    settings = request.app[keys.SETTINGS]
     return await send_upstream_blob(request, source.response, digest, settings.upstream_read_timeout,
                                     container.image.registry, min_rate=settings.upstream_min_rate,
                                     rate_window=settings.upstream_rate_window)
@@ -116,7 +116,7 @@ async def tags(request: web.Request) -> web.Response:
     n_text, last = request.query.get("n"), request.query.get("last")
     n = int(n_text) if n_text is not None and n_text.isdigit() else None  # anything else: no limit
     query = {k: v for k, v in (("n", str(n) if n is not None else None), ("last", last)) if v is not None}
-    body, link = await request.config_dict[keys.REGISTRY].get_tags(container.image, query)
+    body, link = await request.app[keys.REGISTRY].get_tags(container.image, query)
     try:
         page = tag_page(body, link, f"wt/{container.token}/{container.image.repository}", n, last)
     except InvalidTagList as exc:
