@@ -122,12 +122,14 @@ class BufferedCounters:
     def __init__(self, store: KeyValueStore, interval: float = FLUSH_EVERY) -> None:
         self._store = store
         self._interval = interval
-        self._pending: Counter[str] = Counter()
+        self._pending: Counter[tuple[str, ...]] = Counter()  # a group of keys -> how many times it was added
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Future[None] | None = None
 
-    def add(self, keys: Iterable[str]) -> None:
-        self._pending.update(keys)
+    def add(self, keys: tuple[str, ...]) -> None:
+        """Increment each of ``keys`` (a pull's day, organisation and kind counters) by one: one dictionary
+        update for the group, expanded into keys when written."""
+        self._pending[keys] += 1
         if self._timer is None and self._flushing is None:
             self._timer = asyncio.get_running_loop().call_later(self._interval, self._due)
 
@@ -147,10 +149,14 @@ class BufferedCounters:
 
     async def _write(self) -> None:
         batch, self._pending = self._pending, Counter()
+        amounts: Counter[str] = Counter()
+        for keys, times in batch.items():
+            for key in keys:
+                amounts[key] += times
         try:
-            await self._store.write_all([Incr(key, amount) for key, amount in batch.items()])
+            await self._store.write_all([Incr(key, amount) for key, amount in amounts.items()])
         except Exception as exc:  # the store is down: keep the counts for the next write
-            log.warning("could not write %d usage counters: %s", len(batch), exc)
+            log.warning("could not write %d usage counters: %s", len(amounts), exc)
             self._pending.update(batch)
             raise
         finally:
@@ -179,7 +185,7 @@ class UsageMetrics:
                  clock: Callable[[], date] = utc_today) -> None:
         self._store = store
         self._counters = BufferedCounters(store)
-        self._pull_keys: dict[tuple[bool, str | None], tuple[date, list[str]]] = {}  # counter keys of a pull
+        self._pull_keys: dict[tuple[bool, str | None], tuple[date, tuple[str, ...]]] = {}  # counter keys of a pull
         self._fusion_hosts = frozenset(settings.fusion_hosts)
         self._ops = ops
         self._today = clock
@@ -201,8 +207,8 @@ class UsageMetrics:
         memo = self._pull_keys.get((container.fusion, container.user_email))
         if memo is None or memo[0] != day:
             kinds: list[CounterKind] = ["pulls", "fusion"] if container.fusion else ["pulls"]
-            memo = self._pull_keys[(container.fusion, container.user_email)] = (day, self._counter_keys(kinds,
-                                                                                           container.user_email))
+            memo = self._pull_keys[(container.fusion, container.user_email)] = (day, tuple(self._counter_keys(
+                kinds, container.user_email)))
             if len(self._pull_keys) > 4096:
                 self._pull_keys.clear()
         self._counters.add(memo[1])

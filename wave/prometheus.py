@@ -40,7 +40,7 @@ class OpsMetrics:
     """In-process counters of one replica; Prometheus sums replicas. Labels are bounded sets only."""
 
     def __init__(self) -> None:
-        self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)  # family, method, status
+        self.requests: defaultdict[tuple[str, str, int], int] = defaultdict(int)  # family, method, status
         self.latency: defaultdict[str, Histogram] = defaultdict(Histogram)  # family
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)  # code, status
         self.builds: defaultdict[str, int] = defaultdict(int)  # launched | succeeded | failed
@@ -49,8 +49,7 @@ class OpsMetrics:
         self.blob_cache: defaultdict[str, int] = defaultdict(int)  # event -> count (blob_cache_event)
 
     def observe_request(self, family: str, method: str, status: int, seconds: float) -> None:
-        method = method if method in _METHODS else "OTHER"
-        self.requests[(family, method, str(status))] += 1
+        self.requests[(family, method if method in _METHODS else "OTHER", status)] += 1
         self.latency[family].observe(seconds)
 
     def upstream_error(self, code: str, status: int) -> None:
@@ -78,7 +77,8 @@ class OpsMetrics:
     def render(self, extra: Iterable[str] = ()) -> str:
         out: list[str] = []
         _family(out, "wave_http_requests_total", "counter", "HTTP requests by route family, method and status",
-                [((("family", f), ("method", m), ("status", s)), n) for (f, m, s), n in sorted(self.requests.items())])
+                [((("family", f), ("method", m), ("status", str(s))), n)
+                 for (f, m, s), n in sorted(self.requests.items())])
         out += ["# HELP wave_http_request_duration_seconds Time to answer a request, by route family",
                 "# TYPE wave_http_request_duration_seconds histogram"]
         for fam, hist in sorted(self.latency.items()):

@@ -91,25 +91,25 @@ def test_wave_asks_upstream_for_every_manifest_kind():
 
 
 def test_accept_sent_as_several_headers():
-    assert parse_accept([OCI_INDEX, DOCKER_MANIFEST]) == [OCI_INDEX, DOCKER_MANIFEST]
+    assert parse_accept((OCI_INDEX, DOCKER_MANIFEST)) == (OCI_INDEX, DOCKER_MANIFEST)
 
 
 def test_accept_sent_as_one_comma_list_with_q_params():
     header = f"{DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST};q=0.9 ,{OCI_MANIFEST}; q=0.5"
-    assert parse_accept([header]) == [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST]
+    assert parse_accept((header,)) == (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST)
 
 
 def test_accept_mixing_headers_and_lists_keeps_order():
-    headers = [f"{OCI_INDEX},{OCI_MANIFEST}", "application/vnd.docker.distribution.manifest.v1+prettyjws",
-               f"{DOCKER_MANIFEST};q=0.5"]
-    assert parse_accept(headers) == [OCI_INDEX, OCI_MANIFEST,
-                                     "application/vnd.docker.distribution.manifest.v1+prettyjws", DOCKER_MANIFEST]
+    headers = (f"{OCI_INDEX},{OCI_MANIFEST}", "application/vnd.docker.distribution.manifest.v1+prettyjws",
+               f"{DOCKER_MANIFEST};q=0.5")
+    assert parse_accept(headers) == (OCI_INDEX, OCI_MANIFEST,
+                                     "application/vnd.docker.distribution.manifest.v1+prettyjws", DOCKER_MANIFEST)
 
 
-@pytest.mark.parametrize("headers", [[], [""], [" , ,"], [";q=1"]])
+@pytest.mark.parametrize("headers", [(), ("",), (" , ,",), (";q=1",)])
 def test_empty_accept_items_are_dropped(headers):
-    assert parse_accept(headers) == []
+    assert parse_accept(headers) == ()
 
 
 def test_wildcard_accept_is_kept_verbatim():
-    assert parse_accept(["*/*"]) == ["*/*"]
+    assert parse_accept(("*/*",)) == ("*/*",)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -48,7 +49,8 @@ def manifest_type_of(document: Mapping[str, Any], header_type: str | None) -> st
     return OCI_INDEX if "manifests" in document else OCI_MANIFEST
 
 
-def parse_accept(values: Iterable[str]) -> list[str]:
+@functools.lru_cache(maxsize=256)  # a client sends the same Accept headers with every request
+def parse_accept(values: tuple[str, ...]) -> tuple[str, ...]:
     """Media types from Accept headers, whether sent as several headers or one comma-separated list."""
     types = []
     for value in values:
@@ -56,4 +58,4 @@ def parse_accept(values: Iterable[str]) -> list[str]:
             media_type = item.split(";")[0].strip()
             if media_type:
                 types.append(media_type)
-    return types
+    return tuple(types)

@@ -75,7 +75,7 @@ async def manifest(request: web.Request) -> web.Response:
         if limits.pulls_limited and request.method == "GET":  # a pull starts here; off costs nothing
             caller = caller_identity(request.get(keys.CLIENT_IP, request.remote), user_key(container.identity))
             await limits.count("pulls", caller)
-        obj = await manifests.by_tag(container, reference, parse_accept(request.headers.getall("Accept", [])))
+        obj = await manifests.by_tag(container, reference, parse_accept(tuple(request.headers.getall("Accept", ()))))
     elif kind == "bad-digest":
         raise DigestInvalid(f"invalid digest {reference[:200]!r}: expected algorithm:hex, e.g. sha256:<64 hex>")
     else:
