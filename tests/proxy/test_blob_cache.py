@@ -108,10 +108,16 @@ def test_first_pull_fills_the_directory_and_the_next_is_served_from_it(wave_fact
         part = wave.request("GET", path, headers={"Range": "bytes=100-199"})
         assert part.status == 206 and part.body == BLOB[100:200]
         assert part.headers["content-range"] == f"bytes 100-199/{len(BLOB)}"
+        tail = wave.request("GET", path, headers={"Range": "bytes=-10"})  # a resumed download's last bytes
+        assert tail.status == 206 and tail.body == BLOB[-10:]
+        rest = wave.request("GET", path, headers={"Range": f"bytes={len(BLOB) - 5}-"})
+        assert rest.status == 206 and rest.body == BLOB[-5:]
+        beyond = wave.request("GET", path, headers={"Range": f"bytes={len(BLOB)}-"})
+        assert beyond.status == 416 and beyond.headers["content-range"] == f"bytes */{len(BLOB)}"
         head = wave.request("HEAD", path)
         assert head.status == 200 and head.body == b"" and int(head.headers["content-length"]) == len(BLOB)
         assert upstream.counts[("GET", "lab/app")] == 1
-        assert _metric(wave, 'wave_blob_cache_requests_total{result="hit"}') == 3
+        assert _metric(wave, 'wave_blob_cache_requests_total{result="hit"}') == 6
         assert _metric(wave, 'wave_blob_cache_requests_total{result="miss"}') == 1
         assert _metric(wave, 'wave_blob_cache_bytes_total{result="filled"}') == len(BLOB)
         assert _metric(wave, "wave_blob_cache_upstream_fetches_total") == 1

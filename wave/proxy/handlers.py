@@ -100,7 +100,7 @@ async def blob(request: web.Request) -> web.StreamResponse:
     if isinstance(source, CachedObject):
         return send_local_blob(source, request.headers.get("Range"))
     if isinstance(source, CachedFile):
-        return send_cached_file(source.path, source.digest)
+        return await send_cached_file(request, source.path, source.digest)
     if isinstance(source, FillingBlob):
         return await send_filling_blob(request, source.fill, source.reader)
     if isinstance(source, CachedHead):
