@@ -19,7 +19,7 @@ PACKAGE = ROOT / "wave"
 # Top to bottom. A module may import its own layer and those below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry points", ("wave.__main__", "wave.cli", "wave.client")),
-    ("web", ("wave.app", "wave.middlewares", "wave.ops", "wave.logs")),
+    ("web", ("wave.app", "wave.edge", "wave.ops", "wave.logs")),
     ("surfaces", ("wave.api", "wave.proxy.handlers", "wave.proxy.routes", "wave.proxy.streaming", "wave.responses")),
     ("keys", ("wave.keys",)),
     ("services", ("wave.containers", "wave.builds", "wave.metrics", "wave.limits", "wave.identity",

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from wave.edge import Edge
 from wave.logs import MALFORMED_BURST, JsonFormatter, install_redaction
-from wave.middlewares import edge_middleware
 from wave.prometheus import OpsMetrics
 from wave.redact import MAX_LINE, redact_path, redact_text
 
@@ -43,8 +43,8 @@ async def test_unhandled_errors_log_the_path_without_the_token(aiohttp_client: A
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("a bug")
 
-    app = web.Application(middlewares=[edge_middleware((), OpsMetrics())])
-    app.router.add_get("/container-token/{token}", broken)
+    app = web.Application()
+    app.add_routes(Edge((), OpsMetrics()).routes([web.get("/container-token/{token}", broken)]))
     client = await aiohttp_client(app)
     with caplog.at_level(logging.ERROR):
         response = await client.get(f"/container-token/{TOKEN}")
@@ -151,9 +151,8 @@ async def test_an_unhandled_error_answers_an_error_id_and_logs_it_on_one_line(
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError(f"a bug near Authorization: Basic {SECRET_BASIC}")
 
-    app = web.Application(middlewares=[edge_middleware((), OpsMetrics())])
-    for path in ("/broken", "/v2/broken"):  # the control API's shape, then OCI's
-        app.router.add_get(path, broken)
+    app = web.Application()
+    app.add_routes(Edge((), OpsMetrics()).routes([web.get(path, broken) for path in ("/broken", "/v2/broken")]))
     client = await aiohttp_client(app)
     for path in ("/broken", "/v2/broken"):
         caplog.clear()

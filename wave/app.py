@@ -3,8 +3,8 @@
 Each resource that must be closed (the HTTP session, the state store, the object storage, the build service)
 is opened through its own module's context manager, in the order they depend on each other; when one fails
 to open, those opened before it are closed. One application serves both surfaces, ``/v2`` (the registry
-API) and the control API, behind one middleware (:mod:`wave.middlewares`) that renders each surface's errors
-in its own shape: a sub-application for ``/v2`` cost its warm manifest path a fifth of its CPU.
+API) and the control API; every route's handler is wrapped by the edge (:mod:`wave.edge`), which renders each
+surface's errors in its own shape: a sub-application for ``/v2`` cost its warm manifest path a fifth of its CPU.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from wave.builds.launchers import create_launcher
 from wave.builds.service import BuildService
 from wave.config import Settings
 from wave.containers import ContainerService
+from wave.edge import Edge
 from wave.http import AddressGuard, opened_session, policy_for
 from wave.identity import IdentityService
 from wave.limits import Limits
 from wave.logs import install_redaction
 from wave.metrics import UsageMetrics
-from wave.middlewares import edge_middleware
 from wave.oci.reference import parse_reference
 from wave.platform.client import DirectTransport, PlatformClient
 from wave.platform.crypto import local_secret
@@ -118,16 +118,11 @@ def server_options(settings: Settings) -> dict[str, Any]:
 def create_app(settings: Settings) -> web.Application:
     install_redaction()  # aiohttp's loggers too: its parse errors quote the request's bytes
     ops_metrics = OpsMetrics()
-    app = web.Application(middlewares=[edge_middleware(settings.trusted_proxies, ops_metrics)],
-                          client_max_size=settings.max_request_size, handler_args=server_options(settings))
+    app = web.Application(client_max_size=settings.max_request_size, handler_args=server_options(settings))
     app[keys.SETTINGS] = settings
     app[keys.OPS] = ops_metrics
     app.cleanup_ctx.append(_resources)
-    proxy_routes.setup(app)
-    api_routes.setup(app)
-    build_routes.setup(app)
-    ops.setup(app)
-    metrics_api.setup(app)
-    token_api.setup(app)
-    pairing_api.setup(app)
+    surfaces = (proxy_routes, api_routes, build_routes, ops, metrics_api, token_api, pairing_api)
+    app.add_routes(Edge(settings.trusted_proxies, ops_metrics).routes(
+        route for surface in surfaces for route in surface.routes()))
     return app

@@ -1,6 +1,6 @@
 """Errors that reach a client: one class per OCI error code and per API failure, each carrying its status.
 
-Handlers and services raise these; :mod:`wave.middlewares` renders them (OCI error JSON on ``/v2/``,
+Handlers and services raise these; :mod:`wave.edge` renders them (OCI error JSON on ``/v2/``,
 ``{"message": …}`` on the control API). Classes only: the lowest modules raise them without reaching up.
 """
 

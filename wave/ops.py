@@ -10,7 +10,7 @@
   an IP, an organisation or a token. The deploy manifests expose wave through a ClusterIP Service only;
   whoever adds a public Ingress should not route ``/metrics`` through it.
 
-Requests are counted and timed by route family in :mod:`wave.middlewares`.
+Requests are counted and timed by route family in :mod:`wave.edge`.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ async def prometheus(request: web.Request) -> web.Response:
     return web.Response(body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/health", health)
-    app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", prometheus)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/health", health),
+        web.get("/ready", ready),
+        web.get("/metrics", prometheus),
+    ]

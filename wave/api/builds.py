@@ -36,6 +36,8 @@ async def logs(request: web.Request) -> web.Response:
     return web.Response(body=text, content_type="text/plain", charset="utf-8")
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/v1alpha1/builds/{build_id}/status", status)
-    app.router.add_get("/v1alpha1/builds/{build_id}/logs", logs)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1alpha1/builds/{build_id}/status", status),
+        web.get("/v1alpha1/builds/{build_id}/logs", logs),
+    ]

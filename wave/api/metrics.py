@@ -105,9 +105,11 @@ async def records(request: web.Request) -> web.Response:
     return json_response({"result": await usage.grouped(kind, by, window, flag, limit)})
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/v1alpha2/metrics/builds", _counter("builds"))
-    app.router.add_get("/v1alpha2/metrics/pulls", _counter("pulls"))
-    app.router.add_get("/v1alpha2/metrics/fusion/pulls", _counter("fusion"))
-    app.router.add_get("/v1alpha1/metrics/{kind:builds|pulls}", records)
-    app.router.add_get("/v1alpha1/metrics/{kind:builds|pulls}/{by:ip|user}", records)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1alpha2/metrics/builds", _counter("builds")),
+        web.get("/v1alpha2/metrics/pulls", _counter("pulls")),
+        web.get("/v1alpha2/metrics/fusion/pulls", _counter("fusion")),
+        web.get("/v1alpha1/metrics/{kind:builds|pulls}", records),
+        web.get("/v1alpha1/metrics/{kind:builds|pulls}/{by:ip|user}", records),
+    ]

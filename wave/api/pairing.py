@@ -109,5 +109,7 @@ async def pairing_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/pairing/{service:[A-Za-z0-9_-]{1,64}}/token/{token:[^/]{1,4096}}", pairing_socket)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/pairing/{service:[A-Za-z0-9_-]{1,64}}/token/{token:[^/]{1,4096}}", pairing_socket),
+    ]

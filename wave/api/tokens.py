@@ -115,7 +115,9 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get(f"/v1alpha2/container/{_TOKEN}/status", container_status)
-    app.router.add_get(f"/container-token/{_TOKEN}", describe_token)
-    app.router.add_delete(f"/container-token/{_TOKEN}", revoke_token)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get(f"/v1alpha2/container/{_TOKEN}/status", container_status),
+        web.get(f"/container-token/{_TOKEN}", describe_token),
+        web.delete(f"/container-token/{_TOKEN}", revoke_token),
+    ]

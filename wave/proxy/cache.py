@@ -60,12 +60,18 @@ class ObjectCache:
         self._memory: BoundedCache[str, CachedObject] = BoundedCache(memory_items)
         self._on_lookup = on_lookup or (lambda hit: None)  # hit/miss accounting (Prometheus)
 
-    async def get(self, scope: str, digest: str) -> CachedObject | None:
-        key = f"object/{scope}/{digest}"
-        hit = self._memory.get(key)
+    def held(self, scope: str, digest: str) -> CachedObject | None:
+        """The object if this process holds it in memory (the warm path: no await), else None."""
+        hit = self._memory.get(f"object/{scope}/{digest}")
         if hit is not None:
             self._on_lookup(True)
+        return hit
+
+    async def get(self, scope: str, digest: str) -> CachedObject | None:
+        hit = self.held(scope, digest)
+        if hit is not None:
             return hit
+        key = f"object/{scope}/{digest}"
         data = await self._store.get(key)
         self._on_lookup(data is not None)
         if data is None:

@@ -92,8 +92,11 @@ class ManifestService:
     # --- serving ------------------------------------------------------------------------------------
 
     async def by_tag(self, request: ContainerRequest, tag: str, accept: Sequence[str]) -> CachedObject:
-        resolution = await self.resolve(request, tag)
-        top = await self._object(request, tag, resolution)
+        # Warm (resolved, and what wave made held in memory) without an await: every pull starts here.
+        resolution = self._resolutions.get((request.token, tag)) or await self.resolve(request, tag)
+        top = self._cache.held(MADE, resolution.digest) if resolution.digest in resolution.created else None
+        if top is None:
+            top = await self._object(request, tag, resolution)
         if (accept and resolution.media_type not in accept and resolution.image_digest
                 and not INDEX_TYPES.intersection(accept)):
             # The client cannot read an index: serve the image manifest for the token's platform.

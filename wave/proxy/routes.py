@@ -12,13 +12,15 @@ _NAME = r"{name:[a-z0-9][a-z0-9._/-]*}"
 _PREFIX = "/v2/wt/{token:[a-z0-9]+}/" + _NAME
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/v2/", handlers.ping)  # aiohttp answers HEAD for GET routes
-    app.router.add_get("/v2", handlers.ping)
-    app.router.add_get(_PREFIX + "/manifests/{reference}", handlers.manifest)
-    app.router.add_get(_PREFIX + "/blobs/{digest}", handlers.blob)
-    app.router.add_get(_PREFIX + "/tags/list", handlers.tags)
-    # Blob uploads (the push API) exist on a registry but not on this read-only proxy: 405, with no method allowed.
-    app.router.add_route("*", _PREFIX + "/blobs/uploads/", handlers.read_only)
-    app.router.add_route("*", _PREFIX + "/blobs/uploads/{session}", handlers.read_only)
-    app.router.add_route("*", "/v2/{path:.*}", handlers.unknown_route)  # last: every other /v2 path is OCI's 404
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v2/", handlers.ping),  # aiohttp answers HEAD for GET routes
+        web.get("/v2", handlers.ping),
+        web.get(_PREFIX + "/manifests/{reference}", handlers.manifest),
+        web.get(_PREFIX + "/blobs/{digest}", handlers.blob),
+        web.get(_PREFIX + "/tags/list", handlers.tags),
+        # Blob uploads (the push API) exist on a registry but not on this read-only proxy: 405, with no method allowed.
+        web.route("*", _PREFIX + "/blobs/uploads/", handlers.read_only),
+        web.route("*", _PREFIX + "/blobs/uploads/{session}", handlers.read_only),
+        web.route("*", "/v2/{path:.*}", handlers.unknown_route),  # last: every other /v2 path is OCI's 404
+    ]
