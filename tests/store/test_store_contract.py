@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 
+from wave.errors import Unavailable
 from wave.store import HIncr, Incr, KeyValueStore, Put
 from wave.store.embedded import EmbeddedStore
 
@@ -128,12 +128,21 @@ async def test_write_all_applies_puts_and_counters_together(store: KeyValueStore
     await store.write_all([])  # nothing to do is no error
 
 
-async def test_write_all_is_all_or_none_on_the_embedded_store(tmp_path: Path) -> None:
-    store = await EmbeddedStore.open(tmp_path / "wave.db")
-    try:
-        await store.put("counter/bad", b"not a number")
-        with pytest.raises(ValueError):
-            await store.write_all([Put("batch/kept?", b"1"), Incr("counter/bad")])
-        assert await store.get("batch/kept?") is None
-    finally:
-        await store.close()
+async def test_concurrent_write_alls_all_land_and_a_failing_one_fails_alone(store: KeyValueStore) -> None:
+    """Calls that arrive together are committed together (group commit); one that cannot be applied fails
+    on its own, leaving nothing behind, and the others land."""
+    await store.put("counter/bad", b"not a number")
+    calls = [store.write_all([Put(f"many/{i}", str(i).encode()), HIncr("many/h", "n")]) for i in range(20)]
+    calls.insert(7, store.write_all([Put("many/bad", b"x"), Incr("counter/bad")]))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert [i for i, r in enumerate(results) if isinstance(r, BaseException)] == [7]
+    assert [await store.get(f"many/{i}") for i in range(20)] == [str(i).encode() for i in range(20)]
+    assert await store.hgetall("many/h") == {"n": 20}
+    assert await store.get("many/bad") is None
+
+
+async def test_write_all_is_all_or_none(store: KeyValueStore) -> None:
+    await store.put("counter/bad", b"not a number")
+    with pytest.raises((ValueError, Unavailable)):  # the embedded store's own error; Redis's, as a 503
+        await store.write_all([Put("batch/kept?", b"1"), HIncr("batch/h?", "f"), Incr("counter/bad")])
+    assert await store.get("batch/kept?") is None and await store.hgetall("batch/h?") == {}

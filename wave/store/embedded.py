@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import mmap
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from wave.store.grouped import GroupCommit, each_alone
 from wave.store.writes import HIncr, Incr, Put, Write
 
 T = TypeVar("T")
@@ -25,6 +27,12 @@ CREATE TABLE IF NOT EXISTS counters (key TEXT NOT NULL, field TEXT NOT NULL, val
                                      PRIMARY KEY (key, field));
 """
 _PURGE_EVERY = 1000  # writes between sweeps of expired rows
+_ROWS_PER_STATEMENT = 300  # 3 parameters a row, well below SQLite's 32,766 parameters a statement
+
+
+def _parts(rows: list[T]) -> Iterator[list[T]]:
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        yield rows[start:start + _ROWS_PER_STATEMENT]
 
 
 class RevisionFile:
@@ -62,6 +70,7 @@ class EmbeddedStore:
         self._db = connection
         self._executor = executor
         self._writes = 0
+        self._group = GroupCommit(self._commit_batch)
         self.revisions = revisions  # bumped on every token revocation, by any process sharing the file
 
     @classmethod
@@ -164,25 +173,37 @@ class EmbeddedStore:
         return await self._run(write)
 
     async def write_all(self, writes: Sequence[Write]) -> None:
-        def write() -> None:
-            now = time.time()
-            with self._db:  # one transaction: all or none, one commit
-                self._db.execute("BEGIN IMMEDIATE")
-                for op in writes:
-                    if isinstance(op, Put):
-                        self._db.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
-                                         (op.key, op.value, self._expiry(op.ttl)))
-                    elif isinstance(op, Incr):
-                        self._incr(op.key, op.amount, op.ttl, now)
-                    elif isinstance(op, HIncr):
-                        self._db.execute(
-                            "INSERT INTO counters (key, field, value) VALUES (?, ?, ?) "
-                            "ON CONFLICT (key, field) DO UPDATE SET value = value + excluded.value",
-                            (op.key, op.field, op.amount))
-            self._after_write()
-
+        """All of ``writes`` or none, in one transaction with the calls that arrive while a commit runs
+        (:mod:`wave.store.grouped`): one transaction per container request (~60 µs of SQLite) cost ~600 µs
+        of the store thread's time under load, most of it waiting for the GIL between statements."""
         if writes:
-            await self._run(write)
+            await self._group.write(writes)
+
+    async def _commit_batch(self, batch: list[Sequence[Write]]) -> list[BaseException | None]:
+        return await each_alone(batch, lambda writes: self._run(functools.partial(self._transaction, writes)),
+                                Exception)
+
+    def _transaction(self, writes: Sequence[Write]) -> None:
+        """In the store's thread: one transaction, one statement per kind of write (puts, then counters, then
+        increments; a store call never mixes kinds on one key) — not one per write, for the same GIL hand-offs."""
+        now = time.time()
+        puts = [(op.key, op.value, op.ttl) for op in writes if isinstance(op, Put)]
+        fields = [(op.key, op.field, op.amount) for op in writes if isinstance(op, HIncr)]
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for part in _parts(puts):
+                self._db.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES "
+                                 + ",".join(["(?, ?, ?)"] * len(part)),
+                                 [v for key, value, ttl in part for v in (key, value, self._expiry(ttl))])
+            for counters in _parts(fields):
+                self._db.execute("INSERT INTO counters (key, field, value) VALUES "
+                                 + ",".join(["(?, ?, ?)"] * len(counters))
+                                 + " ON CONFLICT (key, field) DO UPDATE SET value = value + excluded.value",
+                                 [v for row in counters for v in row])
+            for op in writes:
+                if isinstance(op, Incr):
+                    self._incr(op.key, op.amount, op.ttl, now)
+        self._after_write()
 
     async def hincr(self, key: str, field: str, amount: int = 1) -> None:
         await self._run(

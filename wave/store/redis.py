@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wave.errors import Unavailable
+from wave.store.grouped import GroupCommit, each_alone
 from wave.store.writes import HIncr, Incr, Put, Write
 
 log = logging.getLogger("wave.store")
@@ -32,9 +33,32 @@ return 0
 """
 
 
-# write_all in one command: atomic like MULTI, one request and one reply however many writes (ARGV: op, 2 args)
+# write_all in one command: atomic like MULTI, one request and one reply however many writes (ARGV: op, 2 args).
+# Redis does not roll a script back, so every increment is checked first: a batch either fails before its
+# first write or applies whole (group commit retries the calls of a failed batch one by one).
 _WRITE_ALL = """
+local function integer(v)
+    local n = tonumber(v)
+    return n ~= nil and n == math.floor(n)
+end
 local a = 1
+for k = 1, #KEYS do
+    local op = ARGV[a]
+    if op == 'i' then
+        local v = redis.call('GET', KEYS[k])
+        if v and not integer(v) then
+            return redis.error_reply('ERR ' .. KEYS[k] .. ' holds no integer')
+        end
+    elseif op == 'h' then
+        local t = redis.call('TYPE', KEYS[k]).ok
+        if t ~= 'none' and (t ~= 'hash' or not (redis.call('HGET', KEYS[k], ARGV[a + 1]) == false
+                                                  or integer(redis.call('HGET', KEYS[k], ARGV[a + 1])))) then
+            return redis.error_reply('ERR ' .. KEYS[k] .. ' holds no counters')
+        end
+    end
+    a = a + 3
+end
+a = 1
 for k = 1, #KEYS do
     local op = ARGV[a]
     if op == 'p' then
@@ -66,6 +90,7 @@ class RedisStore:
         self._redis = client
         self._delete_if = client.register_script(_DELETE_IF)
         self._write_all = client.register_script(_WRITE_ALL)
+        self._group = GroupCommit(self._commit_batch)
 
     @classmethod
     async def connect(cls, url: str) -> RedisStore:
@@ -126,6 +151,15 @@ class RedisStore:
         await self._call(lambda: self._redis.hincrby(PREFIX + key, field, amount))
 
     async def write_all(self, writes: Sequence[Write]) -> None:
+        """All of ``writes`` in one script call, with the calls that arrive while one is in flight
+        (:mod:`wave.store.grouped`): one round trip for many container requests."""
+        if writes:
+            await self._call(lambda: self._group.write(writes))
+
+    async def _commit_batch(self, batch: list[Sequence[Write]]) -> list[BaseException | None]:
+        return await each_alone(batch, self._run_script, ResponseError)
+
+    async def _run_script(self, writes: Sequence[Write]) -> None:
         keys: list[str] = []
         args: list[bytes | str | int] = []
         for op in writes:
@@ -137,8 +171,7 @@ class RedisStore:
                 args += ["i", op.amount, "" if op.ttl is None else max(1, int(op.ttl))]
             elif isinstance(op, HIncr):
                 args += ["h", op.field, op.amount]
-        if keys:
-            await self._call(lambda: self._write_all(keys=keys, args=args))
+        await self._write_all(keys=keys, args=args)
 
     async def hgetall(self, key: str) -> dict[str, int]:
         raw = await self._call(lambda: self._redis.hgetall(PREFIX + key))
