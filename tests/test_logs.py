@@ -70,8 +70,8 @@ async def test_request_lines_are_written_in_batches_in_the_log_format(fmt: str) 
 
     stream = io.StringIO()
     lines = AccessLines(logging.StreamHandler(stream), fmt, worker="2")
-    lines.add("203.0.113.7", "GET", "/v2/", 200, 0.42)
-    lines.add("203.0.113.8", "HEAD", "/v2/x", 404, 1.0)
+    lines.add("203.0.113.7", "GET", "/v2/", 200, 0.00042)  # seconds
+    lines.add("203.0.113.8", "HEAD", f"/v2/wt/{TOKEN}/x/manifests/latest", 404, 0.001)
     assert stream.getvalue() == ""  # not yet: one write for the batch
     lines.flush()
     written = stream.getvalue().splitlines()
@@ -82,7 +82,7 @@ async def test_request_lines_are_written_in_batches_in_the_log_format(fmt: str) 
         assert entry["message"] == "203.0.113.7 GET /v2/ 200 0.4ms"
     else:
         assert written[0].endswith(" worker-2 INFO wave.access 203.0.113.7 GET /v2/ 200 0.4ms")
-        assert written[1].endswith("HEAD /v2/x 404 1.0ms")
+        assert written[1].endswith(f"HEAD /v2/wt/{TOKEN[:8]}…/x/manifests/latest 404 1.0ms")  # redacted
 
 
 # --- what a hostile client can make wave log ---------------------------------------------------------

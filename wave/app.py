@@ -32,7 +32,7 @@ from wave.edge import Edge
 from wave.http import AddressGuard, opened_session, policy_for
 from wave.identity import IdentityService
 from wave.limits import Limits
-from wave.logs import install_redaction
+from wave.logs import access_lines, install_redaction
 from wave.metrics import UsageMetrics
 from wave.oci.reference import parse_reference
 from wave.platform.client import DirectTransport, PlatformClient
@@ -123,6 +123,6 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.OPS] = ops_metrics
     app.cleanup_ctx.append(_resources)
     surfaces = (proxy_routes, api_routes, build_routes, ops, metrics_api, token_api, pairing_api)
-    app.add_routes(Edge(settings.trusted_proxies, ops_metrics).routes(
+    app.add_routes(Edge(settings.trusted_proxies, ops_metrics, access_lines()).routes(
         route for surface in surfaces for route in surface.routes()))
     return app

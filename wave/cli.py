@@ -94,7 +94,6 @@ def _serve(settings: Settings) -> int:
 
     from wave.app import create_app
     from wave.errors import Unavailable
-    from wave.logs import AccessLogger
 
     log.debug("settings: %s", settings.redacted())
     log.info("wave %s starting on http://%s:%d (public URL %s, state %s, store %s, %s loop%s)", __version__,
@@ -103,7 +102,7 @@ def _serve(settings: Settings) -> int:
              f", worker {settings.worker} of {settings.workers}" if settings.worker else "")
     try:
         web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                    access_log_class=AccessLogger, access_log=logging.getLogger("wave.access"),
+                    access_log=None,  # the edge writes request lines (wave.logs.AccessLines)
                     reuse_port=settings.workers > 1, loop=_new_loop(settings))
     except Unavailable as exc:
         print(f"wave: cannot start: {exc.message}", file=sys.stderr)

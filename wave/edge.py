@@ -28,6 +28,7 @@ from aiohttp import web
 from wave import keys
 from wave.addresses import client_address
 from wave.errors import ApiError, Denied, RegistryError, TooManyRequests, UpstreamUnavailable, WaveError
+from wave.logs import AccessLines
 from wave.prometheus import OpsMetrics
 from wave.proxy.cache import API_VERSION
 from wave.redact import redact_path, redact_text
@@ -126,13 +127,14 @@ def _family_of(template: str) -> str:
 
 
 class Edge:
-    """Record the client's address (``request[keys.CLIENT_IP]``, for metrics, limits and access logs); count
-    and time the request, and upstream registries' errors by code; render WaveError, aiohttp's HTTP errors in
+    """Record the client's address (``request[keys.CLIENT_IP]``, for metrics and limits); count and time the
+    request, and upstream registries' errors by code; write its access line; render WaveError, aiohttp's HTTP errors in
     the same shape, and anything else as a logged 500 without internals. Redirects pass through as raised."""
 
-    def __init__(self, trusted_proxies: tuple[str, ...], ops: OpsMetrics) -> None:
+    def __init__(self, trusted_proxies: tuple[str, ...], ops: OpsMetrics, access: AccessLines | None = None) -> None:
         self._trusted = trusted_proxies
         self._ops = ops
+        self._access = access  # the access log (None: off)
 
     def routes(self, routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
         """``routes`` with their handlers wrapped, in order, then the catch-all for every other path."""
@@ -140,7 +142,13 @@ class Edge:
         return [*wrapped, web.route("*", _NO_ROUTE.replace("}", ":.*}"), self.wrap(_no_route))]
 
     def wrap(self, handler: Handler) -> Handler:
-        trusted, ops = self._trusted, self._ops
+        trusted, ops, access = self._trusted, self._ops, self._access
+
+        def answered(request: web.Request, family: str, status: int, start: float) -> None:
+            elapsed = time.perf_counter() - start
+            ops.observe_request(family, request.method, status, elapsed)
+            if access is not None:
+                access.add(request[keys.CLIENT_IP], request.method, request.path, status, elapsed)
 
         def rendered(request: web.Request, error: WaveError, oci: bool) -> web.Response:
             if isinstance(error, _UPSTREAM_ERRORS):
@@ -159,15 +167,15 @@ class Edge:
                 response = rendered(request, exc, oci)
             except web.HTTPException as exc:
                 if exc.status < 400:  # redirects (a blob in the S3 cache)
-                    ops.observe_request(family, request.method, exc.status, time.perf_counter() - start)
+                    answered(request, family, exc.status, start)
                     raise
                 response = rendered(request, _as_wave_error(exc, oci), oci)
             except asyncio.CancelledError:
-                ops.observe_request(family, request.method, CLIENT_CLOSED, time.perf_counter() - start)
+                answered(request, family, CLIENT_CLOSED, start)
                 raise
             except Exception as exc:
                 response = rendered(request, internal_error(request, exc, oci), oci)
-            ops.observe_request(family, request.method, response.status, time.perf_counter() - start)
+            answered(request, family, response.status, start)
             return response
 
         edge.__name__ = edge.__qualname__ = getattr(handler, "__name__", "handler")
