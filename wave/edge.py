@@ -90,26 +90,12 @@ def internal_error(request: web.Request, exc: BaseException, oci: bool) -> WaveE
 # --- route families ---------------------------------------------------------------------------------
 
 
-_FAMILIES: dict[str, str] = {}  # route template -> family: computed once per route
-
-
 _NO_ROUTE = "/{path}"  # the catch-all's template
 
 
-def route_family(request: web.Request) -> str:
-    """The family of a request (``v2-manifest``, ``v2-blob``, ``v2-other``, ``api``, ``metrics``, ``ops``),
-    from the route it matched (its template, so a repository named ``manifests`` cannot confuse it), or from
-    the path when no route serves it."""
-    resource = request.match_info.route.resource
-    if resource is None or resource.canonical == _NO_ROUTE:
-        return _family_of(request.path)
-    family = _FAMILIES.get(resource.canonical)
-    if family is None:
-        family = _FAMILIES[resource.canonical] = _family_of(resource.canonical)
-    return family
-
-
 def _family_of(template: str) -> str:
+    """A route's family (``v2-manifest``, ``v2-blob``, ``v2-other``, ``api``, ``metrics``, ``ops``), from its
+    template (so a repository named ``manifests`` cannot confuse it); a path no route serves, from the path."""
     if template == "/v2" or template.startswith("/v2/"):
         if template.endswith("/manifests/{reference}"):
             return "v2-manifest"
@@ -138,10 +124,11 @@ class Edge:
 
     def routes(self, routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
         """``routes`` with their handlers wrapped, in order, then the catch-all for every other path."""
-        wrapped = [web.RouteDef(r.method, r.path, self.wrap(r.handler), r.kwargs) for r in routes]
+        wrapped = [web.RouteDef(r.method, r.path, self.wrap(r.handler, _family_of(r.path)), r.kwargs) for r in routes]
         return [*wrapped, web.route("*", _NO_ROUTE.replace("}", ":.*}"), self.wrap(_no_route))]
 
-    def wrap(self, handler: Handler) -> Handler:
+    def wrap(self, handler: Handler, route_family: str | None = None) -> Handler:
+        """``handler`` behind the edge; ``route_family`` is its route's (None: each request's, from its path)."""
         trusted, ops, access = self._trusted, self._ops, self._access
 
         def answered(request: web.Request, family: str, status: int, start: float) -> None:
@@ -159,7 +146,7 @@ class Edge:
             start = time.perf_counter()
             request[keys.CLIENT_IP] = client_address(request.remote, request.headers.get("X-Forwarded-For"),
                                                      trusted) if trusted else request.remote
-            family = route_family(request)
+            family = route_family or _family_of(request.path)
             oci = family.startswith("v2")
             try:
                 response = await handler(request)

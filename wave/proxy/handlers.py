@@ -54,7 +54,8 @@ async def read_only(request: web.Request) -> web.Response:
 
 async def _container(request: web.Request) -> ContainerRequest:
     """The token's request, if the token is live and the path names its repository."""
-    token, name = request.match_info["token"], request.match_info["name"]
+    match = request.match_info
+    token, name = match["token"], match["name"]
     container = await request.app[keys.TOKENS].get(token)
     if container is None:
         raise NameUnknown("unknown or expired wave token", detail={"name": f"wt/{token[:8]}…/{name}"})
@@ -65,24 +66,25 @@ async def _container(request: web.Request) -> ContainerRequest:
 
 async def manifest(request: web.Request) -> web.Response:
     container = await _container(request)
-    reference = request.match_info["reference"]
-    manifests = request.app[keys.MANIFESTS]
+    reference, app = request.match_info["reference"], request.app
     kind = reference_kind(reference)
     if kind == "digest":
-        obj = await manifests.by_digest(container, reference)
+        obj = await app[keys.MANIFESTS].by_digest(container, reference)
     elif kind == "tag":
-        limits = request.app[keys.LIMITS]
+        limits = app[keys.LIMITS]
         if limits.pulls_limited and request.method == "GET":  # a pull starts here; off costs nothing
             caller = caller_identity(request.get(keys.CLIENT_IP, request.remote), user_key(container.identity))
             await limits.count("pulls", caller)
-        obj = await manifests.by_tag(container, reference, parse_accept(tuple(request.headers.getall("Accept", ()))))
+        accept = parse_accept(tuple(request.headers.getall("Accept", ())))
+        obj = await app[keys.MANIFESTS].by_tag(container, reference, accept)
     elif kind == "bad-digest":
         raise DigestInvalid(f"invalid digest {reference[:200]!r}: expected algorithm:hex, e.g. sha256:<64 hex>")
     else:
         raise ManifestUnknown(f"manifest {reference[:200]!r} unknown: a reference is a digest or a tag")
-    events = request.app.get(keys.EVENTS)
-    if events is not None and request.method == "GET" and obj.media_type in IMAGE_MANIFEST_TYPES:
-        events.count_pull(container, request.get(keys.CLIENT_IP, request.remote))
+    if obj.media_type in IMAGE_MANIFEST_TYPES and request.method == "GET":
+        events = app.get(keys.EVENTS)
+        if events is not None:
+            events.count_pull(container, request[keys.CLIENT_IP])
     return web.Response(body=obj.data, headers=obj.headers)  # aiohttp sends no body for HEAD
 
 
