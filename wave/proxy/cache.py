@@ -17,10 +17,8 @@ credentials to another user. So every object lives in a *scope*:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from wave.bounded import BoundedCache
 from wave.store import KeyValueStore
@@ -40,17 +38,16 @@ class CachedObject:
     data: bytes
     digest: str
     warning: str | None = None  # a ``Warning`` header: served stale while upstream fails
-    # What a response serving this object carries, built once: a warm manifest GET copies it and sends.
-    headers: CIMultiDictProxy[str] = field(init=False, repr=False, compare=False)
+    # What a response serving this object carries, built once: a warm manifest GET copies it and sends. A plain
+    # dict (never mutated): aiohttp copies one into its headers faster than a multidict proxy.
+    headers: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        headers = CIMultiDict(API_VERSION)
-        headers["Docker-Content-Digest"] = self.digest
-        headers["Content-Type"] = self.media_type
-        headers["ETag"] = f'"{self.digest}"'
+        headers = {**API_VERSION, "Docker-Content-Digest": self.digest, "Content-Type": self.media_type,
+                   "ETag": f'"{self.digest}"'}
         if self.warning:
             headers["Warning"] = self.warning
-        object.__setattr__(self, "headers", CIMultiDictProxy(headers))
+        object.__setattr__(self, "headers", headers)
 
 
 class ObjectCache:

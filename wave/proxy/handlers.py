@@ -75,8 +75,9 @@ async def manifest(request: web.Request) -> web.Response:
         if limits.pulls_limited and request.method == "GET":  # a pull starts here; off costs nothing
             caller = caller_identity(request.get(keys.CLIENT_IP, request.remote), user_key(container.identity))
             await limits.count("pulls", caller)
-        accept = parse_accept(tuple(request.headers.getall("Accept", ())))
-        obj = await app[keys.MANIFESTS].by_tag(container, reference, accept)
+        accept, manifests = parse_accept(tuple(request.headers.getall("Accept", ()))), app[keys.MANIFESTS]
+        obj = manifests.held_for_tag(container, reference, accept) or await manifests.by_tag(container, reference,
+                                                                                             accept)
     elif kind == "bad-digest":
         raise DigestInvalid(f"invalid digest {reference[:200]!r}: expected algorithm:hex, e.g. sha256:<64 hex>")
     else:

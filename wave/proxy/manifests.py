@@ -91,12 +91,20 @@ class ManifestService:
 
     # --- serving ------------------------------------------------------------------------------------
 
+    def held_for_tag(self, request: ContainerRequest, tag: str, accept: Sequence[str]) -> CachedObject | None:
+        """What :meth:`by_tag` answers, when this process holds all of it in memory (a resolution, and the
+        manifest wave made for it): the warm path of every pull, without an await. None: ask :meth:`by_tag`."""
+        resolution = self._resolutions.get((request.token, tag))
+        if resolution is None or resolution.stale or resolution.digest not in resolution.created:
+            return None
+        if (accept and resolution.media_type not in accept and resolution.image_digest
+                and not INDEX_TYPES.intersection(accept)):
+            return None
+        return self._cache.held(MADE, resolution.digest)
+
     async def by_tag(self, request: ContainerRequest, tag: str, accept: Sequence[str]) -> CachedObject:
-        # Warm (resolved, and what wave made held in memory) without an await: every pull starts here.
-        resolution = self._resolutions.get((request.token, tag)) or await self.resolve(request, tag)
-        top = self._cache.held(MADE, resolution.digest) if resolution.digest in resolution.created else None
-        if top is None:
-            top = await self._object(request, tag, resolution)
+        resolution = await self.resolve(request, tag)
+        top = await self._object(request, tag, resolution)
         if (accept and resolution.media_type not in accept and resolution.image_digest
                 and not INDEX_TYPES.intersection(accept)):
             # The client cannot read an index: serve the image manifest for the token's platform.
