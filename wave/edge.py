@@ -133,9 +133,10 @@ class Edge:
 
         def answered(request: web.Request, family: str, status: int, start: float) -> None:
             elapsed = time.perf_counter() - start
-            ops.observe_request(family, request.method, status, elapsed)
+            method = request.method
+            ops.observe_request(family, method, status, elapsed)
             if access is not None:
-                access.add(request[keys.CLIENT_IP], request.method, request.path, status, elapsed)
+                access.add(request[keys.CLIENT_IP], method, request.path, status, elapsed)
 
         def rendered(request: web.Request, error: WaveError, oci: bool) -> web.Response:
             if isinstance(error, _UPSTREAM_ERRORS):

@@ -75,15 +75,12 @@ class Limits:
             ("pulls", False): settings.rate_limit_anon_pulls, ("builds", False): settings.rate_limit_anon_builds,
             ("pulls", True): settings.rate_limit_user_pulls, ("builds", True): settings.rate_limit_user_builds,
         }
+        # Whether any pull limit is on: the /v2 surface skips the call altogether when none is (every pull asks).
+        self.pulls_limited = self._rates[("pulls", False)] is not None or self._rates[("pulls", True)] is not None
         self._allow_anonymous = settings.allow_anonymous
         self._on_refusal = on_refusal or (lambda limit: None)
         self._clock = clock
         self._batches: dict[str, _Batch] = {}
-
-    @property
-    def pulls_limited(self) -> bool:
-        """Whether any pull limit is on: the /v2 surface skips the call altogether when none is."""
-        return self._rates[("pulls", False)] is not None or self._rates[("pulls", True)] is not None
 
     def admit(self, caller: Caller, platform_token: bool) -> None:
         """``WAVE_ALLOW_ANONYMOUS=false``: a container request needs a Seqera Platform token (401 otherwise)."""

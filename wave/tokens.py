@@ -137,6 +137,16 @@ class TokenStore:
         self._known.pop(request.token)
         await self._store.write_all([*writes, *also])
 
+    def known(self, token: str) -> ContainerRequest | None:
+        """The live request of a token when this process holds it and no token was revoked since it was read
+        (the embedded store's warm path, without an await); None: ask :meth:`get`."""
+        if self._revisions is None:
+            return None
+        known = self._known.get(token)
+        if known is not None and known[1] == self._revisions.value() and known[0].expires > time.time():
+            return known[0]
+        return None
+
     async def get(self, token: str) -> ContainerRequest | None:
         """The live request of a token; concurrent look-ups of one token share a store read."""
         if not token or len(token) > 64:

@@ -56,7 +56,8 @@ async def _container(request: web.Request) -> ContainerRequest:
     """The token's request, if the token is live and the path names its repository."""
     match = request.match_info
     token, name = match["token"], match["name"]
-    container = await request.app[keys.TOKENS].get(token)
+    tokens = request.app[keys.TOKENS]
+    container = tokens.known(token) or await tokens.get(token)
     if container is None:
         raise NameUnknown("unknown or expired wave token", detail={"name": f"wt/{token[:8]}…/{name}"})
     if name != container.image.repository:
