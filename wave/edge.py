@@ -131,12 +131,12 @@ class Edge:
         """``handler`` behind the edge; ``route_family`` is its route's (None: each request's, from its path)."""
         trusted, ops, access = self._trusted, self._ops, self._access
 
-        def answered(request: web.Request, family: str, status: int, start: float) -> None:
+        def answered(request: web.Request, client: str | None, family: str, status: int, start: float) -> None:
             elapsed = time.perf_counter() - start
             method = request.method
             ops.observe_request(family, method, status, elapsed)
             if access is not None:
-                access.add(request[keys.CLIENT_IP], method, request.path, status, elapsed)
+                access.add(client, method, request.path, status, elapsed)
 
         def rendered(request: web.Request, error: WaveError, oci: bool) -> web.Response:
             if isinstance(error, _UPSTREAM_ERRORS):
@@ -145,8 +145,9 @@ class Edge:
 
         async def edge(request: web.Request) -> web.StreamResponse:
             start = time.perf_counter()
-            request[keys.CLIENT_IP] = client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                                                     trusted) if trusted else request.remote
+            client = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                    trusted) if trusted else request.remote
+            request[keys.CLIENT_IP] = client
             family = route_family or _family_of(request.path)
             oci = family.startswith("v2")
             try:
@@ -155,15 +156,15 @@ class Edge:
                 response = rendered(request, exc, oci)
             except web.HTTPException as exc:
                 if exc.status < 400:  # redirects (a blob in the S3 cache)
-                    answered(request, family, exc.status, start)
+                    answered(request, client, family, exc.status, start)
                     raise
                 response = rendered(request, _as_wave_error(exc, oci), oci)
             except asyncio.CancelledError:
-                answered(request, family, CLIENT_CLOSED, start)
+                answered(request, client, family, CLIENT_CLOSED, start)
                 raise
             except Exception as exc:
                 response = rendered(request, internal_error(request, exc, oci), oci)
-            answered(request, family, response.status, start)
+            answered(request, client, family, response.status, start)
             return response
 
         edge.__name__ = edge.__qualname__ = getattr(handler, "__name__", "handler")

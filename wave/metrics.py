@@ -200,7 +200,7 @@ class UsageMetrics:
         await self._safely("container request", self._record("pulls", fusion, request.client_ip,
                                                                request.user_email))
 
-    def count_pull(self, container: ContainerRequest, client_ip: str | None) -> None:
+    def count_pull(self, container: ContainerRequest) -> None:
         """Count an image pull: summed in memory and written within a second, so a pull never waits for (or
         fails with) a counter."""
         day = self._today()
@@ -213,9 +213,9 @@ class UsageMetrics:
                 self._pull_keys.clear()
         self._counters.add(memo[1])
 
-    async def image_pulled(self, container: ContainerRequest, client_ip: str | None) -> None:
+    async def image_pulled(self, container: ContainerRequest) -> None:
         """An image manifest served through a token: v1alpha2 ``pulls`` (and ``fusion``) counters, written now."""
-        self.count_pull(container, client_ip)
+        self.count_pull(container)
         await self._safely("pull", self._counters.flush())
 
     async def flush(self) -> None:

@@ -58,12 +58,12 @@ def usage(store: KeyValueStore, clock: Clock, tmp_path) -> UsageMetrics:
 
 
 async def test_pulls_are_counted_per_day_and_org_and_org_day(usage: UsageMetrics, clock: Clock) -> None:
-    await usage.image_pulled(container("alice@Seqera.IO"), "10.0.0.1")
-    await usage.image_pulled(container("bob@seqera.io", fusion=True), "10.0.0.2")
-    await usage.image_pulled(container("carol@example.com"), None)
-    await usage.image_pulled(container(None), None)  # anonymous: counted by day only
+    await usage.image_pulled(container("alice@Seqera.IO"))
+    await usage.image_pulled(container("bob@seqera.io", fusion=True))
+    await usage.image_pulled(container("carol@example.com"))
+    await usage.image_pulled(container(None))  # anonymous: counted by day only
     clock.day = TODAY + timedelta(days=1)
-    await usage.image_pulled(container("dave@seqera.io"), None)
+    await usage.image_pulled(container("dave@seqera.io"))
 
     assert await usage.counter("pulls", day=TODAY) == 4
     assert await usage.counter("pulls", day=TODAY + timedelta(days=1)) == 1
@@ -166,7 +166,7 @@ class BrokenStore:
 
 async def test_a_failing_store_loses_the_count_not_the_request(tmp_path, caplog) -> None:
     usage = UsageMetrics(BrokenStore(), load_settings(environ={}, state_dir=tmp_path))  # type: ignore[arg-type]
-    await usage.image_pulled(container(), "10.0.0.1")
+    await usage.image_pulled(container())
     await usage.container_requested(submit(), None, None)
     await usage.build_launched("a_1", None, None)
     await usage.build_finished("a_1", None, None, succeeded=True)

@@ -86,7 +86,7 @@ async def manifest(request: web.Request) -> web.Response:
     if obj.media_type in IMAGE_MANIFEST_TYPES and request.method == "GET":
         events = app.get(keys.EVENTS)
         if events is not None:
-            events.count_pull(container, request[keys.CLIENT_IP])
+            events.count_pull(container)
     return web.Response(body=obj.data, headers=obj.headers)  # aiohttp sends no body for HEAD
 
 
