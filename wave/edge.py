@@ -37,7 +37,6 @@ from wave.responses import json_response
 log = logging.getLogger("wave.errors")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Renderer = Callable[[web.Request, WaveError], web.Response]
 CLIENT_CLOSED = 499  # nginx's code for "the client went away before the answer": cancelled handlers
 _OCI_CODES = {404: "NAME_UNKNOWN", 405: "UNSUPPORTED"}  # aiohttp's own errors on /v2, as the spec names them
 _UPSTREAM_ERRORS = (UpstreamUnavailable, TooManyRequests, Denied)  # raised only for upstream registries' answers

@@ -153,12 +153,11 @@ class TokenStore:
             return None
         if self._revisions is None:
             return await self._reads.get(token)
-        revision = self._revisions.value()  # before the read: a revocation during it moves the counter after
-        known = self._known.get(token)
+        known = self.known(token)
         if known is not None:
-            if known[1] == revision and known[0].expires > time.time():
-                return known[0]
-            self._known.pop(token)
+            return known
+        revision = self._revisions.value()  # before the read: a revocation during it moves the counter after
+        self._known.pop(token)  # stale (revoked since, or expired), if it was held at all
         request = await self._reads.get(token)
         if request is not None:
             self._known.put(token, (request, revision))

@@ -68,6 +68,12 @@ class Resolution:
         return cls(**record)
 
 
+def _needs_image_manifest(resolution: Resolution, accept: Sequence[str]) -> bool:
+    """The client cannot read the index a tag resolved to: it gets the image manifest for the token's platform."""
+    return bool(accept and resolution.media_type not in accept and resolution.image_digest
+                and not INDEX_TYPES.intersection(accept))
+
+
 async def _static_auth(request: ContainerRequest) -> UpstreamAuth | None:
     return None
 
@@ -97,17 +103,15 @@ class ManifestService:
         resolution = self._resolutions.get((request.token, tag))
         if resolution is None or resolution.stale or resolution.digest not in resolution.created:
             return None
-        if (accept and resolution.media_type not in accept and resolution.image_digest
-                and not INDEX_TYPES.intersection(accept)):
+        if _needs_image_manifest(resolution, accept):
             return None
         return self._cache.held(MADE, resolution.digest)
 
     async def by_tag(self, request: ContainerRequest, tag: str, accept: Sequence[str]) -> CachedObject:
         resolution = await self.resolve(request, tag)
         top = await self._object(request, tag, resolution)
-        if (accept and resolution.media_type not in accept and resolution.image_digest
-                and not INDEX_TYPES.intersection(accept)):
-            # The client cannot read an index: serve the image manifest for the token's platform.
+        if _needs_image_manifest(resolution, accept):
+            assert resolution.image_digest is not None
             top = await self.by_digest(request, resolution.image_digest)
         if resolution.stale:
             return replace(top, warning=STALE_WARNING.format(registry=request.image.registry))

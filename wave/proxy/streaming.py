@@ -249,14 +249,20 @@ def _direct_sockets(upstream: aiohttp.ClientResponse, request: web.Request,
             or response.chunked or response.compression or response.content_length != length):
         return None
     up, down = upstream.connection.transport, request.transport
-    for transport in (up, down):
-        if transport is None or transport.is_closing() or transport.get_extra_info("sslcontext") is not None \
-                or transport.get_extra_info("ssl_object") is not None:
-            return None
-        sock = transport.get_extra_info("socket")  # what the transport reads and writes: no TLS above it
-        if sock is None or sock.type != socket.SOCK_STREAM or sock.fileno() < 0:
-            return None
+    if _plain_socket(up) is None or _plain_socket(down) is None:
+        return None
     return up, down  # type: ignore[return-value]
+
+
+def _plain_socket(transport: asyncio.BaseTransport | None) -> socket.socket | None:
+    """The TCP socket under an open transport with no TLS above it: what wave may read and write itself."""
+    if transport is None or transport.is_closing() or transport.get_extra_info("sslcontext") is not None \
+            or transport.get_extra_info("ssl_object") is not None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.type != socket.SOCK_STREAM or sock.fileno() < 0:
+        return None
+    return sock  # type: ignore[no-any-return]
 
 
 def _fd(transport: asyncio.BaseTransport) -> int:
@@ -435,17 +441,14 @@ async def _send_file_part(request: web.Request, response: web.StreamResponse, fd
     socket, waiting on the loop: on loopback here this ran at 1.15-1.45x ``sendfile(2)``, which asyncio's
     ``loop.sendfile`` and aiohttp's ``FileResponse`` use. Through aiohttp where the socket is not plain TCP."""
     transport = request.transport
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    direct = (transport is not None and sock is not None and not transport.is_closing()
-              and transport.get_extra_info("sslcontext") is None and transport.get_extra_info("ssl_object") is None)
+    sock = _plain_socket(transport)
     buffer = memoryview(bytearray(min(count, BUFFER_SIZE)))
-    if not direct:
+    if transport is None or sock is None:
         while count > 0:
             n = await _read_file(fd, buffer[:min(count, len(buffer))], offset)
             await response.write(bytes(buffer[:n]))
             offset, count = offset + n, count - n
         return
-    assert transport is not None and sock is not None
     await _flush(request, transport)  # the headers aiohttp may still hold go first
     loop = asyncio.get_running_loop()
     down = os.dup(sock.fileno())
@@ -469,9 +472,7 @@ async def _read_file(fd: int, into: memoryview, offset: int) -> int:
     """Bytes of the file at ``offset`` (at least one): from the page cache at once, else read in a thread."""
     try:
         n = os.preadv(fd, [into], offset, os.RWF_NOWAIT)
-    except BlockingIOError:  # not in the page cache: a disk read would block the loop
-        n = 0
-    except OSError:  # a file system without RWF_NOWAIT
+    except OSError:  # not in the page cache (a disk read would block the loop), or no RWF_NOWAIT here
         n = 0
     if n == 0:
         n = await asyncio.to_thread(os.preadv, fd, [into], offset)
