@@ -53,6 +53,7 @@ async def test_v2_counts_pulls_and_builds_by_date_and_org(client: TestClient) ->
     await metrics.image_pulled(container("bob@seqera.io", fusion=True))
     await metrics.image_pulled(container("carol@example.com"))
     await metrics.build_launched("b_1", "alice@seqera.io", "10.0.0.1")
+    today = utc_today().isoformat()  # the day they were counted on (TODAY is from import: a run may cross midnight)
 
     async def count(path: str, **params: str) -> int:
         response = await client.get(path, params=params, headers=AUTH)
@@ -61,12 +62,12 @@ async def test_v2_counts_pulls_and_builds_by_date_and_org(client: TestClient) ->
         assert list(body) == ["count"]
         return body["count"]
 
-    assert await count("/v1alpha2/metrics/pulls", date=TODAY) == 3
+    assert await count("/v1alpha2/metrics/pulls", date=today) == 3
     assert await count("/v1alpha2/metrics/pulls", org="seqera.io") == 2
-    assert await count("/v1alpha2/metrics/pulls", date=TODAY, org="example.com") == 1
-    assert await count("/v1alpha2/metrics/fusion/pulls", date=TODAY) == 1
+    assert await count("/v1alpha2/metrics/pulls", date=today, org="example.com") == 1
+    assert await count("/v1alpha2/metrics/fusion/pulls", date=today) == 1
     assert await count("/v1alpha2/metrics/fusion/pulls", org="example.com") == 0
-    assert await count("/v1alpha2/metrics/builds", date=TODAY, org="seqera.io") == 1
+    assert await count("/v1alpha2/metrics/builds", date=today, org="seqera.io") == 1
     assert await count("/v1alpha2/metrics/pulls", date="2000-01-01") == 0
 
 
@@ -77,6 +78,7 @@ async def test_v1_counts_requests_and_builds_per_ip_and_user(client: TestClient)
     await metrics.container_requested(submit("10.0.0.2", "bob@example.com"), container(), None)
     await metrics.build_finished("b_1", "alice@seqera.io", "10.0.0.1", succeeded=True)
     await metrics.build_finished("b_2", "bob@example.com", "10.0.0.2", succeeded=False)
+    today = utc_today().isoformat()  # the day they were counted on (TODAY is from import: a run may cross midnight)
 
     async def get(path: str, **params: str) -> dict:
         response = await client.get(path, params=params, headers=AUTH)
@@ -84,14 +86,14 @@ async def test_v1_counts_requests_and_builds_per_ip_and_user(client: TestClient)
         return await response.json()
 
     assert await get("/v1alpha1/metrics/pulls") == {"count": 3}
-    assert await get("/v1alpha1/metrics/pulls", startDate=TODAY, endDate=TODAY, fusion="true") == {"count": 1}
-    assert await get("/v1alpha1/metrics/pulls/ip", startDate=TODAY) == {"result": {"10.0.0.1": 2, "10.0.0.2": 1}}
+    assert await get("/v1alpha1/metrics/pulls", startDate=today, endDate=today, fusion="true") == {"count": 1}
+    assert await get("/v1alpha1/metrics/pulls/ip", startDate=today) == {"result": {"10.0.0.1": 2, "10.0.0.2": 1}}
     assert await get("/v1alpha1/metrics/pulls/ip", limit="1") == {"result": {"10.0.0.1": 2}}
     assert await get("/v1alpha1/metrics/pulls/user", fusion="false") == {
         "result": {"alice@seqera.io": 1, "bob@example.com": 1}}
-    assert await get("/v1alpha1/metrics/builds", startDate=TODAY, endDate=TODAY, success="true") == {"count": 1}
+    assert await get("/v1alpha1/metrics/builds", startDate=today, endDate=today, success="true") == {"count": 1}
     assert await get("/v1alpha1/metrics/builds/ip", success="false") == {"result": {"10.0.0.2": 1}}
-    assert await get("/v1alpha1/metrics/builds/user", endDate=TODAY) == {
+    assert await get("/v1alpha1/metrics/builds/user", endDate=today) == {
         "result": {"alice@seqera.io": 1, "bob@example.com": 1}}
     # The contract's own example passes success= to a pulls endpoint: parameters it does not list are ignored.
     assert await get("/v1alpha1/metrics/pulls/ip", success="true") == {"result": {"10.0.0.1": 2, "10.0.0.2": 1}}
